@@ -1,0 +1,7 @@
+export * as BinaryKey from "./BinaryKey.js"
+export * as BlobLocator from "./BlobLocator.js"
+export * from "./Errors.js"
+export * as Hashing from "./Hashing.js"
+export * as KvKey from "./KvKey.js"
+export type * from "./Models.js"
+export * as RangeSet from "./RangeSet.js"

@@ -1,0 +1,13 @@
+export * from "./BackendEvents.js"
+export { BlobStore } from "./BlobStore.js"
+export * as KV from "./KeyValueStore.js"
+export { KeyValueStore, type KvCheck, type KvWrite } from "./KeyValueStore.js"
+export { MetricsRegistry, type MetricSample, type MetricTags } from "./MetricsRegistry.js"
+export {
+  ImmutableObjectStore,
+  type ImmutableObjectStoreShape,
+  MutableObjectStore,
+  type MutableObjectStoreShape
+} from "./ObjectStore.js"
+export { RangeTracker } from "./RangeTracker.js"
+export { ReplicaIndex } from "./ReplicaIndex.js"
