@@ -1,0 +1,215 @@
+/**
+ * The MetricsRegistry port on Effect's own `Metric`s: every value recorded
+ * here also lives in Effect's metric system (so `Metric.snapshot` and any
+ * Effect exporter see it), while `snapshot` / `prometheus` report only the
+ * series this registry recorded.
+ *
+ * Isolation. Effect metrics are global, keyed by name + type + tags, so two
+ * registries recording `graviton_bytes_ingested{backend="fs"}` would share
+ * one counter. Each registry therefore adds one hidden label,
+ * `graviton_registry="<unique id>"`, to every series it creates, and strips
+ * it again in `snapshot` (it keeps its own tags per series, so nothing has to
+ * be parsed back). We chose this over keeping separate state because values
+ * stay in Effect's registry, with no second copy to drift. The cost: Effect
+ * exporters see the extra label, and a discarded registry's series stay in
+ * Effect's global registry (one registry per process is the normal case).
+ */
+import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as MetricKey from "effect/MetricKey"
+import type * as MetricKeyType from "effect/MetricKeyType"
+import * as MetricLabel from "effect/MetricLabel"
+import * as MetricState from "effect/MetricState"
+import { randomUUID } from "node:crypto"
+import { type MetricSample, MetricsRegistry, type MetricTags } from "../ports/MetricsRegistry.js"
+import * as MetricKeys from "./MetricKeys.js"
+import * as Prometheus from "./Prometheus.js"
+
+/** Hidden label that keeps the series of different registries apart in Effect's global registry. */
+export const registryLabel = "graviton_registry"
+
+/**
+ * Default histogram bounds for durations in seconds: 0.5 ms to 60 s in a
+ * 1-2.5-5 progression (roughly exponential, and the bounds print cleanly).
+ */
+export const latencyBoundaries: ReadonlyArray<number> = [
+  0.0005,
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+  30,
+  60
+]
+
+/** Default histogram bounds for sizes (names ending in `_bytes`): 1 KiB to 4 GiB, factor 4. */
+export const sizeBoundaries: ReadonlyArray<number> = Array.from({ length: 12 }, (_, i) => 1024 * 4 ** i)
+
+/** Options of a registry. */
+export interface Options {
+  /** Histogram upper bounds per metric name (+Inf is added); overrides MetricKeys and the defaults. */
+  readonly boundaries?: Readonly<Record<string, ReadonlyArray<number>>>
+  /** Help text per metric name; overrides MetricKeys. */
+  readonly help?: Readonly<Record<string, string>>
+}
+
+/** The histogram bounds a registry with `options` uses for `name`. */
+export const boundariesFor = (name: string, options: Options = {}): ReadonlyArray<number> =>
+  options.boundaries?.[name] ??
+    MetricKeys.describe(name)?.boundaries ??
+    (name.endsWith("_bytes") ? sizeBoundaries : latencyBoundaries)
+
+type Kind = MetricKeys.MetricKind
+
+interface Series {
+  readonly name: string
+  readonly kind: Kind
+  /** The caller's tags, keys sorted, without the hidden registry label. */
+  readonly tags: ReadonlyArray<readonly [string, string]>
+  readonly metric: Metric.Metric<MetricKeyType.MetricKeyType<number, unknown>, number, unknown>
+}
+
+const compareStrings = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
+
+const compareTags = (a: Series["tags"], b: Series["tags"]): number => {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const c = compareStrings(a[i]![0], b[i]![0]) || compareStrings(a[i]![1], b[i]![1])
+    if (c !== 0) return c
+  }
+  return a.length - b.length
+}
+
+/** Tags as key-sorted pairs: fiber metric labels, overridden by explicit tags, never the registry label. */
+const mergeTags = (
+  fiberLabels: ReadonlyArray<MetricLabel.MetricLabel>,
+  tags: MetricTags | undefined
+): Series["tags"] => {
+  const pairs: Array<readonly [string, string]> = []
+  if (tags !== undefined) {
+    for (const key of Object.keys(tags)) if (key !== registryLabel) pairs.push([key, String(tags[key])])
+  }
+  for (const label of fiberLabels) {
+    if (label.key !== registryLabel && (tags === undefined || !Object.hasOwn(tags, label.key))) {
+      pairs.push([label.key, label.value])
+    }
+  }
+  return pairs.sort((a, b) => compareStrings(a[0], b[0]))
+}
+
+/** The identity of a series within a registry (control characters cannot clash with readable names). */
+const seriesKey = (name: string, tags: Series["tags"]): string => {
+  let key = name
+  for (const [k, v] of tags) key += `\u0000${k}\u0001${v}`
+  return key
+}
+
+const toSample = (series: Series): MetricSample => {
+  // `unsafeValue([])` rather than `Metric.value`: the latter adds the calling
+  // fiber's metric labels to the key and could read a different series.
+  const state = series.metric.unsafeValue([])
+  const tags: MetricTags = Object.fromEntries(series.tags)
+  if (MetricState.isHistogramState(state)) {
+    return { _tag: "Histogram", name: series.name, tags, buckets: state.buckets, count: state.count, sum: state.sum }
+  }
+  if (MetricState.isGaugeState(state)) {
+    return { _tag: "Gauge", name: series.name, tags, value: Number(state.value) }
+  }
+  return {
+    _tag: "Counter",
+    name: series.name,
+    tags,
+    value: MetricState.isCounterState(state) ? Number(state.count) : 0
+  }
+}
+
+/** Builds a registry synchronously (see `makeWith`). */
+export const unsafeMake = (options: Options = {}): MetricsRegistry["Type"] => {
+  const id = MetricLabel.make(registryLabel, randomUUID())
+  const kinds = new Map<string, Kind>()
+  const series = new Map<string, Series>()
+  const helpOf = (name: string): string | undefined => options.help?.[name] ?? MetricKeys.help(name)
+
+  const createMetric = (name: string, kind: Kind, tags: Series["tags"]): Series["metric"] => {
+    const description = helpOf(name)
+    const base: MetricKey.MetricKey<MetricKeyType.MetricKeyType<number, unknown>> = kind === "counter"
+      // incremental: a counter only goes up; negative (and NaN) increments are ignored.
+      ? MetricKey.counter(name, { incremental: true, description })
+      : kind === "gauge"
+      ? MetricKey.gauge(name, { description })
+      : MetricKey.histogram(name, MetricBoundaries.fromIterable(boundariesFor(name, options)), description)
+    const key = MetricKey.taggedWithLabels(base, [id, ...tags.map(([k, v]) => MetricLabel.make(k, v))])
+    // The same key `Metric.taggedWithLabels(Metric.counter(name), labels)` builds, but made
+    // into a metric directly so that Effect resolves its hook once instead of on every update.
+    return Metric.fromMetricKey(key) as unknown as Series["metric"]
+  }
+
+  /** Records synchronously; false when `name` is already used with another kind. */
+  const unsafeRecord = (kind: Kind, name: string, value: number, tags: Series["tags"]): boolean => {
+    const known = kinds.get(name)
+    if (known !== undefined && known !== kind) return false
+    if (known === undefined) kinds.set(name, kind)
+    const key = seriesKey(name, tags)
+    let s = series.get(key)
+    if (s === undefined) {
+      s = { name, kind, tags, metric: createMetric(name, kind, tags) }
+      series.set(key, s)
+    }
+    s.metric.unsafeUpdate(value, [])
+    return true
+  }
+
+  const warned = new Set<string>()
+  const record = (kind: Kind, name: string, value: number, tags: MetricTags | undefined): Effect.Effect<void> =>
+    // One fiber-runtime step (this runs on every backend call): labels set with
+    // `Effect.tagMetrics` apply here as to any Effect metric; explicit tags win.
+    Effect.withFiberRuntime<void>((fiber) => {
+      const sorted = mergeTags(fiber.getFiberRef(FiberRef.currentMetricLabels), tags)
+      if (unsafeRecord(kind, name, value, sorted)) return Effect.void
+      // Recording never fails: a kind clash is a programming error, reported once per name.
+      if (warned.has(`${name}/${kind}`)) return Effect.void
+      warned.add(`${name}/${kind}`)
+      return Effect.logWarning(
+        `metric ${name} is a ${kinds.get(name)}; a ${kind} observation for it was ignored`
+      )
+    })
+
+  const snapshot: Effect.Effect<ReadonlyArray<MetricSample>> = Effect.sync(() =>
+    Array.from(series.values())
+      .sort((a, b) => compareStrings(a.name, b.name) || compareTags(a.tags, b.tags))
+      .map(toSample)
+  )
+
+  return MetricsRegistry.of({
+    counter: (name, value = 1, tags) => record("counter", name, value, tags),
+    gauge: (name, value, tags) => record("gauge", name, value, tags),
+    histogram: (name, value, tags) => record("histogram", name, value, tags),
+    snapshot,
+    prometheus: Effect.map(snapshot, (samples) => Prometheus.render(samples, helpOf))
+  })
+}
+
+/** A fresh registry with custom histogram bounds or help text. */
+export const makeWith = (options: Options = {}): Effect.Effect<MetricsRegistry["Type"]> =>
+  Effect.sync(() => unsafeMake(options))
+
+/** A fresh registry (each run of this effect gives an independent one). */
+export const make: Effect.Effect<MetricsRegistry["Type"]> = makeWith()
+
+/** Provides a fresh MetricsRegistry. */
+export const layer: Layer.Layer<MetricsRegistry> = Layer.effect(MetricsRegistry, make)
+
+/** Provides a fresh MetricsRegistry with custom histogram bounds or help text. */
+export const layerWith = (options: Options): Layer.Layer<MetricsRegistry> =>
+  Layer.effect(MetricsRegistry, makeWith(options))

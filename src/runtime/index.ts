@@ -1,0 +1,6 @@
+export * as Events from "./Events.js"
+export * as Instrument from "./Instrument.js"
+export * as MetricKeys from "./MetricKeys.js"
+export * as Metrics from "./Metrics.js"
+export * as Prometheus from "./Prometheus.js"
+export * as Retry from "./Retry.js"
