@@ -1,0 +1,627 @@
+/**
+ * Local filesystem object store (the embedded default).
+ *
+ * Layout under `root`:
+ *
+ *   <root>/<bucket>/<path>               the object's bytes, a plain file
+ *   <root>/.graviton/tmp/<uuid>          puts and copies in flight
+ *   <root>/.graviton/meta/<bucket>/<path> JSON {contentType, metadata}, only when given
+ *
+ * A locator `file://bucket/a/b` names `<root>/bucket/a/b`. The store answers
+ * to one scheme (`file` unless configured) and rejects others with
+ * InvalidInput, so a locator meant for another store is never written here.
+ * The bucket `.graviton` is reserved.
+ *
+ * Writes stream into a temp file on the same filesystem and are renamed into
+ * place only when the input ends, so readers see the old object or the new
+ * one, never a part. A failed or interrupted write removes its temp file.
+ *
+ * Because objects are files, a path cannot be both an object and a
+ * "directory" of other objects: putting `a` while `a/b` exists (or the
+ * reverse) fails with Conflict. A single path segment is limited to 255
+ * bytes (the filesystem's NAME_MAX); longer ones fail with InvalidInput.
+ *
+ * `list` walks directories lazily, one directory at a time, in UTF-8 byte
+ * order of the path. Listed stats carry size, etag and lastModified but not
+ * contentType/metadata (like S3's ListObjects); `head` has them all.
+ */
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Sink from "effect/Sink"
+import * as Stream from "effect/Stream"
+import { randomUUID } from "node:crypto"
+import * as NFS from "node:fs"
+import * as Path from "node:path"
+import * as BlobLocator from "../../core/BlobLocator.js"
+import { type InvalidValue, ObjectStoreError, toPortError } from "../../core/Errors.js"
+import * as KvKey from "../../core/KvKey.js"
+import type { ObjectStat, PutOptions } from "../../core/Models.js"
+import { resolveRange } from "../../core/RangeSet.js"
+import { ObjectCopied, ObjectDeleted, ObjectWritten, UploadAborted } from "../../ports/BackendEvents.js"
+import { ImmutableObjectStore, MutableObjectStore, type MutableObjectStoreShape } from "../../ports/ObjectStore.js"
+import * as Instrument from "../../runtime/Instrument.js"
+import { BACKEND, errnoCode, fromFileSystem, fsError, isMissing } from "./errors.js"
+
+/** Options of the filesystem object store. */
+export interface FsObjectStoreOptions {
+  /** Directory holding every bucket; created when missing. */
+  readonly root: string
+  /** The locator scheme this store answers to; others fail with InvalidInput. Default "file". */
+  readonly scheme?: string | undefined
+  /** fsync each object before it becomes visible (durability over speed). Default false. */
+  readonly fsync?: boolean | undefined
+}
+
+/** Name of the store's own directory inside root; reserved as a bucket name. */
+export const RESERVED = ".graviton"
+
+/** Bytes per chunk of a read. */
+const READ_CHUNK = 64 * 1024
+/** Small writes are gathered into one write call up to this size. */
+const GATHER_BYTES = 1024 * 1024
+/** Longest file name most filesystems accept, in bytes. */
+const NAME_MAX = 255
+/** Temp files untouched for this long are leftovers of a crashed process, swept at startup. */
+const STALE_TEMP_MS = 24 * 60 * 60 * 1000
+/** Stats run concurrently while listing one directory. */
+const STAT_CONCURRENCY = 32
+/** Attempts to rename into a directory that a concurrent delete may prune meanwhile. */
+const PLACE_ATTEMPTS = 5
+
+/** What the sidecar JSON file of an object holds. */
+const Meta = Schema.Struct({
+  contentType: Schema.optional(Schema.String),
+  metadata: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String }))
+})
+type Meta = typeof Meta.Type
+
+const decodeMeta = Schema.decodeUnknownEither(Schema.parseJson(Meta))
+
+interface Target {
+  readonly locator: BlobLocator.BlobLocator
+  readonly key: string
+  readonly bucketDir: string
+  readonly file: string
+  readonly metaBucketDir: string
+  readonly metaFile: string
+}
+
+const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
+
+const invalid = (method: string) => (e: InvalidValue) => toPortError(ObjectStoreError, BACKEND, method)(e)
+
+/** Builds a filesystem object store over `options.root` (creating it and the store's directories). */
+export const make = (
+  options: FsObjectStoreOptions
+): Effect.Effect<MutableObjectStoreShape, ObjectStoreError, FileSystem.FileSystem> =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const instrument = yield* Instrument.make(BACKEND, "ObjectStore")
+    const scheme = options.scheme ?? "file"
+    const fsync = options.fsync ?? false
+    if (Either.isLeft(BlobLocator.make(scheme, "bucket", "path"))) {
+      return yield* fsError("make", "InvalidInput", `invalid scheme ${JSON.stringify(scheme)}`)
+    }
+    const init = fromFileSystem("make", `preparing root ${options.root}`)
+    yield* fs.makeDirectory(options.root, { recursive: true }).pipe(Effect.mapError(init))
+    // Everything below works on the real path, so containment is a prefix test.
+    const root = yield* fs.realPath(Path.resolve(options.root)).pipe(Effect.mapError(init))
+    const tmpDir = Path.join(root, RESERVED, "tmp")
+    const metaDir = Path.join(root, RESERVED, "meta")
+    yield* fs.makeDirectory(tmpDir, { recursive: true }).pipe(Effect.mapError(init))
+    yield* fs.makeDirectory(metaDir, { recursive: true }).pipe(Effect.mapError(init))
+    yield* sweepStaleTemps(fs, tmpDir)
+
+    const inside = (p: string) => p.startsWith(root + Path.sep)
+
+    const target = (method: string, l: BlobLocator.BlobLocator): Effect.Effect<Target, ObjectStoreError> => {
+      if (typeof l !== "object" || l === null) return Effect.fail(fsError(method, "InvalidInput", "the locator is missing"))
+      const checked = BlobLocator.make(l.scheme, l.bucket, l.path)
+      if (Either.isLeft(checked)) return Effect.fail(invalid(method)(checked.left))
+      const locator = checked.right
+      const key = BlobLocator.render(locator)
+      if (locator.scheme !== scheme) {
+        return Effect.fail(
+          fsError(method, "InvalidInput", `this store answers to ${scheme}:// locators, not ${JSON.stringify(key)}`)
+        )
+      }
+      const bucketProblem = checkBucket(locator.bucket)
+      if (bucketProblem !== undefined) return Effect.fail(fsError(method, "InvalidInput", `${key}: ${bucketProblem}`))
+      const segments = locator.path.split("/")
+      const tooLong = segments.find((s) => Buffer.byteLength(s, "utf8") > NAME_MAX)
+      if (tooLong !== undefined) {
+        return Effect.fail(fsError(method, "InvalidInput", `${key}: a path segment is longer than ${NAME_MAX} bytes`))
+      }
+      const bucketDir = Path.join(root, locator.bucket)
+      const metaBucketDir = Path.join(metaDir, locator.bucket)
+      const file = Path.join(bucketDir, ...segments)
+      const metaFile = Path.join(metaBucketDir, ...segments)
+      // The parser already forbids `..`; this is the belt to its braces.
+      if (!inside(file) || !file.startsWith(bucketDir + Path.sep)) {
+        return Effect.fail(fsError(method, "InvalidInput", `${key} resolves outside the store's root`))
+      }
+      return Effect.succeed({ locator, key, bucketDir, file, metaBucketDir, metaFile })
+    }
+
+    /** The real path of `p`, failing when a symbolic link leads outside root. */
+    const guard = (method: string, p: string) =>
+      fs.realPath(p).pipe(
+        Effect.mapError(fromFileSystem(method)),
+        Effect.filterOrFail(
+          (real) => real === p || inside(real),
+          () => fsError(method, "PermissionDenied", "a symbolic link leads outside the store's root")
+        )
+      )
+
+    const readMeta = (method: string, t: Target): Effect.Effect<Meta, ObjectStoreError> =>
+      fs.readFileString(t.metaFile).pipe(
+        Effect.flatMap((text) =>
+          Either.mapLeft(decodeMeta(text), () => fsError(method, "Corrupted", `unreadable metadata for ${t.key}`))
+        ),
+        Effect.catchIf(isMissing, () => Effect.succeed({})),
+        Effect.mapError(fromFileSystem(method, t.key))
+      )
+
+    const toStat = (locator: BlobLocator.BlobLocator, info: FileSystem.File.Info, meta: Meta): ObjectStat => ({
+      locator,
+      size: Number(info.size),
+      etag: Option.map(
+        Option.all([info.ino, info.mtime]),
+        ([ino, mtime]) => `${ino.toString(36)}-${mtime.getTime().toString(36)}-${Number(info.size).toString(36)}`
+      ),
+      lastModified: info.mtime,
+      contentType: Option.fromNullable(meta.contentType),
+      metadata: { ...meta.metadata }
+    })
+
+    /** Stat of the object's file; None when there is no regular file there. */
+    const statObject = (method: string, t: Target) =>
+      guard(method, t.file).pipe(
+        Effect.flatMap((real) => Effect.mapError(fs.stat(real), fromFileSystem(method, t.key))),
+        Effect.map((info) => (info.type === "File" ? Option.some(info) : Option.none())),
+        Effect.catchIf((e) => isMissing(e.cause), () => Effect.succeed(Option.none<FileSystem.File.Info>()))
+      )
+
+    const head: MutableObjectStoreShape["head"] = (locator) =>
+      Effect.gen(function*() {
+        const t = yield* target("head", locator)
+        const info = yield* statObject("head", t)
+        if (Option.isNone(info)) return Option.none()
+        return Option.some(toStat(t.locator, info.value, yield* readMeta("head", t)))
+      }).pipe(instrument.observeRetry("head"))
+
+    const get: MutableObjectStoreShape["get"] = (locator, range) =>
+      Stream.unwrapScoped(
+        Effect.gen(function*() {
+          const t = yield* target("get", locator)
+          const notFound = () => fsError("get", "NotFound", `no object at ${t.key}`)
+          const real = yield* guard("get", t.file).pipe(
+            Effect.catchIf((e) => isMissing(e.cause), () => Effect.fail(notFound()))
+          )
+          // Opened first, then measured: a concurrent overwrite renames a new
+          // file into place, and this descriptor keeps reading the old one.
+          const file = yield* fs.open(real, { flag: "r" }).pipe(
+            Effect.mapError(fromFileSystem("get", t.key)),
+            Effect.catchIf((e) => isMissing(e.cause), () => Effect.fail(notFound()))
+          )
+          const info = yield* Effect.mapError(file.stat, fromFileSystem("get", t.key))
+          if (info.type !== "File") return yield* notFound()
+          const size = Number(info.size)
+          const [start, end] = yield* Either.mapLeft(resolveRange(range, size), invalid("get"))
+          if (start > 0) yield* file.seek(start, "start")
+          return Stream.unfoldChunkEffect(end - start, (left) =>
+            left <= 0
+              ? Effect.succeed(Option.none())
+              : file.readAlloc(Math.min(READ_CHUNK, left)).pipe(
+                Effect.mapError(fromFileSystem("get", t.key)),
+                Effect.flatMap(Option.match({
+                  onNone: () =>
+                    Effect.fail(fsError("get", "Corrupted", `${t.key} ended ${left} bytes early (changed in place?)`)),
+                  onSome: (buf) => Effect.succeed(Option.some([Chunk.of(buf), left - buf.length] as const))
+                }))
+              ))
+        })
+      ).pipe(instrument.observeStream("get"))
+
+    /** Renames `from` onto `to`, creating `to`'s parents; retried when a concurrent delete prunes them meanwhile. */
+    const place = (method: string, from: string, to: string, what: string) => {
+      const attempt = (left: number): Effect.Effect<void, ObjectStoreError> =>
+        Effect.gen(function*() {
+          const parent = Path.dirname(to)
+          yield* fs.makeDirectory(parent, { recursive: true }).pipe(
+            Effect.mapError((e) =>
+              // mkdir -p meets a file where a directory should be: that file is another object.
+              errnoCode(e) === "EEXIST" || errnoCode(e) === "ENOTDIR"
+                ? fsError(method, "Conflict", `${what}: a parent of this path is itself an object`)
+                : fromFileSystem(method, what)(e)
+            )
+          )
+          yield* guard(method, parent)
+          yield* fs.rename(from, to).pipe(Effect.mapError(fromFileSystem(method, what)))
+        }).pipe(
+          Effect.catchIf(
+            (e) => left > 1 && errnoCode(e.cause) === "ENOENT",
+            () => attempt(left - 1)
+          )
+        )
+      return attempt(PLACE_ATTEMPTS)
+    }
+
+    /** Removes a file, succeeding when it is absent (or is a directory, i.e. not an object). */
+    const removeFile = (method: string, p: string, what: string) =>
+      fs.remove(p).pipe(
+        Effect.catchIf(
+          (e) => isMissing(e) || errnoCode(e) === "EISDIR" || errnoCode(e) === "ERR_FS_EISDIR",
+          () => Effect.void
+        ),
+        Effect.mapError(fromFileSystem(method, what))
+      )
+
+    /** Removes the now-empty directories between `from` and `stop` (exclusive); stops at the first non-empty one. */
+    const prune = (from: string, stop: string): Effect.Effect<void> =>
+      from === stop || !from.startsWith(stop + Path.sep)
+        ? Effect.void
+        : Effect.tryPromise(() => NFS.promises.rmdir(from)).pipe(
+          Effect.matchEffect({ onFailure: () => Effect.void, onSuccess: () => prune(Path.dirname(from), stop) })
+        )
+
+    const cleanup = (paths: ReadonlyArray<string>) =>
+      Effect.forEach(paths, (p) => Effect.ignore(fs.remove(p, { force: true })), { discard: true })
+
+    const tempPath = (kind: string) => Path.join(tmpDir, `${kind}-${randomUUID()}`)
+
+    const put: MutableObjectStoreShape["put"] = (locator, putOptions) =>
+      Sink.unwrapScoped(
+        Effect.gen(function*() {
+          const t = yield* target("put", locator)
+          yield* checkOptions("put", putOptions)
+          const scope = yield* Effect.scope
+          const dataTmp = tempPath("put")
+          const meta = metaOf(putOptions)
+          const metaTmp = meta === undefined ? undefined : tempPath("meta")
+          let committed = false
+          // Runs however the sink ends: after a commit the temp names are gone and removing them is a no-op.
+          yield* Effect.addFinalizer((exit) =>
+            Effect.zipRight(
+              cleanup(metaTmp === undefined ? [dataTmp] : [dataTmp, metaTmp]),
+              committed ? Effect.void : Effect.flatMap(now, (at) =>
+                instrument.publish(
+                  new UploadAborted({
+                    backend: BACKEND,
+                    at,
+                    locator: t.key,
+                    why: Exit.isInterrupted(exit) ? "interrupted" : "the put failed before completing"
+                  })
+                ))
+            )
+          )
+          if (metaTmp !== undefined) {
+            yield* fs.writeFileString(metaTmp, JSON.stringify(meta), { flag: "wx" }).pipe(
+              Effect.mapError(fromFileSystem("put", "writing metadata"))
+            )
+          }
+          // Own scope, so the descriptor can be closed before the rename.
+          const fileScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+          const file = yield* fs.open(dataTmp, { flag: "wx" }).pipe(
+            Scope.extend(fileScope),
+            Effect.mapError(fromFileSystem("put", "creating a temp file"))
+          )
+          let written = 0
+          const declared = putOptions?.size
+          const write = (bytes: Uint8Array) => {
+            written += bytes.length
+            return declared !== undefined && written > declared
+              ? Effect.fail(fsError("put", "InvalidInput", `declared ${declared} bytes but the stream has more`))
+              : Effect.mapError(file.writeAll(bytes), fromFileSystem("put", t.key))
+          }
+          const commit = Effect.gen(function*() {
+            if (declared !== undefined && written !== declared) {
+              return yield* fsError("put", "InvalidInput", `declared ${declared} bytes but the stream had ${written}`)
+            }
+            if (fsync) yield* Effect.mapError(file.sync, fromFileSystem("put", t.key))
+            const info = yield* Effect.mapError(file.stat, fromFileSystem("put", t.key))
+            yield* Scope.close(fileScope, Exit.void)
+            yield* place("put", dataTmp, t.file, t.key)
+            committed = true
+            // Metadata follows the bytes; a reader in between sees the new bytes with the old metadata.
+            if (metaTmp !== undefined) yield* place("put", metaTmp, t.metaFile, t.key)
+            else yield* removeFile("put", t.metaFile, t.key)
+            yield* instrument.publish(new ObjectWritten({ backend: BACKEND, at: yield* now, locator: t.key, size: written }))
+            return toStat(t.locator, info, meta ?? {})
+          }).pipe(Effect.uninterruptible)
+          return Sink.forEachChunk((chunks: Chunk.Chunk<Uint8Array>) => writeGathered(chunks, write)).pipe(
+            Sink.mapEffect(() => commit)
+          )
+        })
+      ).pipe(instrument.observeSink("put"))
+
+    const del: MutableObjectStoreShape["delete"] = (locator) =>
+      Effect.gen(function*() {
+        const t = yield* target("delete", locator)
+        // Only the parent is resolved: a symbolic link at the path itself is removed, not followed.
+        const parent = yield* guard("delete", Path.dirname(t.file)).pipe(
+          Effect.map(Option.some),
+          Effect.catchIf((e) => isMissing(e.cause), () => Effect.succeed(Option.none<string>()))
+        )
+        if (Option.isSome(parent)) {
+          yield* Effect.uninterruptible(Effect.zipRight(
+            removeFile("delete", Path.join(parent.value, Path.basename(t.file)), t.key),
+            removeFile("delete", t.metaFile, t.key)
+          ))
+          yield* prune(Path.dirname(t.file), t.bucketDir)
+          yield* prune(Path.dirname(t.metaFile), t.metaBucketDir)
+        }
+        yield* instrument.publish(new ObjectDeleted({ backend: BACKEND, at: yield* now, locator: t.key }))
+      }).pipe(instrument.observeRetry("delete"))
+
+    /** Source and destination of a copy or move; None when both name the same object. */
+    const endpoints = (method: string, source: BlobLocator.BlobLocator, destination: BlobLocator.BlobLocator) =>
+      Effect.gen(function*() {
+        const from = yield* target(method, source)
+        const to = yield* target(method, destination)
+        const info = yield* statObject(method, from)
+        if (Option.isNone(info)) return yield* fsError(method, "NotFound", `no object at ${from.key}`)
+        return { from, to, info: info.value }
+      })
+
+    const copy: MutableObjectStoreShape["copy"] = (source, destination) =>
+      Effect.scoped(Effect.gen(function*() {
+        const { from, info: sourceInfo, to } = yield* endpoints("copy", source, destination)
+        const meta = yield* readMeta("copy", from)
+        if (from.key === to.key) return toStat(to.locator, sourceInfo, meta)
+        const dataTmp = tempPath("copy")
+        const metaTmp = tempPath("meta")
+        yield* Effect.addFinalizer(() => cleanup([dataTmp, metaTmp]))
+        const real = yield* guard("copy", from.file)
+        yield* fs.copyFile(real, dataTmp).pipe(
+          Effect.mapError(fromFileSystem("copy", from.key)),
+          Effect.catchIf((e) => isMissing(e.cause), () => fsError("copy", "NotFound", `no object at ${from.key}`))
+        )
+        const hasMeta = meta.contentType !== undefined || meta.metadata !== undefined
+        if (hasMeta) {
+          yield* fs.writeFileString(metaTmp, JSON.stringify(meta), { flag: "wx" }).pipe(
+            Effect.mapError(fromFileSystem("copy", "writing metadata"))
+          )
+        }
+        const info = yield* Effect.mapError(fs.stat(dataTmp), fromFileSystem("copy", to.key))
+        yield* Effect.uninterruptible(Effect.gen(function*() {
+          yield* place("copy", dataTmp, to.file, to.key)
+          if (hasMeta) yield* place("copy", metaTmp, to.metaFile, to.key)
+          else yield* removeFile("copy", to.metaFile, to.key)
+        }))
+        yield* instrument.publish(
+          new ObjectCopied({ backend: BACKEND, at: yield* now, source: from.key, destination: to.key, moved: false })
+        )
+        return toStat(to.locator, info, meta)
+      })).pipe(instrument.observe("copy"))
+
+    const move: MutableObjectStoreShape["move"] = (source, destination) =>
+      Effect.gen(function*() {
+        const { from, info, to } = yield* endpoints("move", source, destination)
+        const meta = yield* readMeta("move", from)
+        if (from.key === to.key) return toStat(to.locator, info, meta)
+        yield* Effect.uninterruptible(Effect.gen(function*() {
+          yield* place("move", from.file, to.file, from.key).pipe(
+            Effect.catchIf(
+              (e) => e.reason === "NotFound",
+              () => fsError("move", "NotFound", `no object at ${from.key}`)
+            )
+          )
+          // Metadata moves with the bytes; none at the source means none at the destination.
+          yield* place("move", from.metaFile, to.metaFile, to.key).pipe(
+            Effect.catchIf((e) => isMissing(e.cause), () => removeFile("move", to.metaFile, to.key))
+          )
+        }))
+        yield* prune(Path.dirname(from.file), from.bucketDir)
+        yield* prune(Path.dirname(from.metaFile), from.metaBucketDir)
+        const at = new Date()
+        yield* instrument.publish(new ObjectWritten({ backend: BACKEND, at, locator: to.key, size: Number(info.size) }))
+        yield* instrument.publish(
+          new ObjectCopied({ backend: BACKEND, at, source: from.key, destination: to.key, moved: true })
+        )
+        return toStat(to.locator, info, meta)
+      }).pipe(instrument.observe("move"))
+
+    /** Streams the objects under `dir` (whose path relative to the bucket is `rel`), in UTF-8 byte order. */
+    const walk = (
+      bucket: string,
+      dir: string,
+      rel: string,
+      namePrefix: string,
+      ancestors: ReadonlySet<string>
+    ): Stream.Stream<ObjectStat, ObjectStoreError> =>
+      Stream.unwrap(Effect.gen(function*() {
+        const where = `${scheme}://${bucket}/${rel}`
+        const real = yield* guard("list", dir)
+        // A symbolic link back to an ancestor would make the walk endless.
+        if (ancestors.has(real)) return Stream.empty
+        // node:fs directly: the platform's readDirectory does not say which entries are symbolic links.
+        const dirents = yield* Effect.tryPromise({
+          try: () => NFS.promises.readdir(dir, { withFileTypes: true }),
+          catch: fromFileSystem("list", where)
+        })
+        const entries = yield* Effect.forEach(
+          dirents.filter((d) => d.name.startsWith(namePrefix)),
+          (d) => {
+            const p = Path.join(dir, d.name)
+            // Only links need resolving; one leading outside root is not part of this store.
+            const checked = d.isSymbolicLink()
+              ? guard("list", p).pipe(Effect.as(true), Effect.catchIf((e) => e.reason === "PermissionDenied", () => Effect.succeed(false)))
+              : Effect.succeed(true)
+            return checked.pipe(
+              Effect.flatMap((ok) =>
+                ok
+                  ? Effect.map(Effect.mapError(fs.stat(p), fromFileSystem("list", `${where}${d.name}`)), (info) =>
+                    Option.some({ name: d.name, info }))
+                  : Effect.succeed(Option.none())
+              ),
+              // Deleted since the directory was read: not part of the listing.
+              Effect.catchIf((e) => isMissing(e.cause), () => Effect.succeed(Option.none()))
+            )
+          },
+          { concurrency: STAT_CONCURRENCY }
+        )
+        // A directory sorts as `name/`: every path under it starts that way,
+        // which places it correctly among sibling files (`a-` < `a/…` < `a0`).
+        const sorted = entries
+          .flatMap((e) => (Option.isSome(e) && (e.value.info.type === "File" || e.value.info.type === "Directory") ? [e.value] : []))
+          .map((e) => ({ ...e, sortKey: e.info.type === "Directory" ? `${e.name}/` : e.name }))
+          .sort((a, b) => KvKey.compare(a.sortKey, b.sortKey))
+        const inner = new Set(ancestors).add(real)
+        return Stream.fromIterable(sorted).pipe(
+          Stream.flatMap((e) => {
+            if (e.info.type === "Directory") return walk(bucket, Path.join(dir, e.name), `${rel}${e.name}/`, "", inner)
+            // Files this store could not have written (names no locator can hold) are not objects.
+            const l = BlobLocator.make(scheme, bucket, rel + e.name)
+            return Either.isRight(l) ? Stream.succeed(toStat(l.right, e.info, {})) : Stream.empty
+          })
+        )
+      }).pipe(
+        // The directory is gone (or is a file): nothing under it.
+        Effect.catchIf((e) => isMissing(e.cause), () => Effect.succeed(Stream.empty)),
+        // A directory reached through a link that leads outside root is not part of this store.
+        Effect.catchIf((e) => e.reason === "PermissionDenied" && rel !== "", () => Effect.succeed(Stream.empty))
+      ))
+
+    const list: MutableObjectStoreShape["list"] = (prefix) =>
+      Stream.unwrap(Effect.gen(function*() {
+        if (typeof prefix !== "object" || prefix === null) {
+          return yield* fsError("list", "InvalidInput", "the prefix is missing")
+        }
+        const p = yield* Either.mapLeft(BlobLocator.makePrefix(prefix.scheme, prefix.bucket, prefix.path), invalid("list"))
+        if (p.scheme !== scheme) {
+          return yield* fsError("list", "InvalidInput", `this store answers to ${scheme}:// locators, not ${p.toString()}`)
+        }
+        const bucketProblem = checkBucket(p.bucket)
+        if (bucketProblem !== undefined) return yield* fsError("list", "InvalidInput", `${p.toString()}: ${bucketProblem}`)
+        const cut = p.path.lastIndexOf("/") + 1
+        const dirPart = p.path.slice(0, cut)
+        const bucketDir = Path.join(root, p.bucket)
+        const start = dirPart === "" ? bucketDir : Path.join(bucketDir, ...dirPart.slice(0, -1).split("/"))
+        if (!inside(start)) return yield* fsError("list", "InvalidInput", `${p.toString()} resolves outside the store's root`)
+        return walk(p.bucket, start, dirPart, p.path.slice(cut), new Set())
+      })).pipe(instrument.observeStream("list"))
+
+    return { head, list, get, put, delete: del, copy, move }
+  })
+
+const checkBucket = (bucket: string): string | undefined =>
+  bucket === RESERVED ? `the bucket name ${RESERVED} is reserved by the store` : undefined
+
+const metaOf = (options: PutOptions | undefined): Meta | undefined =>
+  options?.contentType === undefined && options?.metadata === undefined
+    ? undefined
+    : {
+      ...(options.contentType === undefined ? {} : { contentType: options.contentType }),
+      ...(options.metadata === undefined ? {} : { metadata: { ...options.metadata } })
+    }
+
+const checkOptions = (method: string, options: PutOptions | undefined): Effect.Effect<void, ObjectStoreError> => {
+  if (options === undefined) return Effect.void
+  if (options.size !== undefined && (!Number.isSafeInteger(options.size) || options.size < 0)) {
+    return Effect.fail(fsError(method, "InvalidInput", `the declared size must be a non-negative integer, got ${options.size}`))
+  }
+  if (options.contentType !== undefined && typeof options.contentType !== "string") {
+    return Effect.fail(fsError(method, "InvalidInput", "the content type must be a string"))
+  }
+  for (const [k, v] of Object.entries(options.metadata ?? {})) {
+    if (typeof v !== "string") return Effect.fail(fsError(method, "InvalidInput", `metadata ${JSON.stringify(k)} is not a string`))
+  }
+  return Effect.void
+}
+
+/** Writes a batch of chunks, joining small ones so that tiny pieces do not cost one syscall each. */
+const writeGathered = <E>(
+  chunks: Chunk.Chunk<Uint8Array>,
+  write: (bytes: Uint8Array) => Effect.Effect<void, E>
+): Effect.Effect<void, E> => {
+  const all = Chunk.toReadonlyArray(chunks)
+  if (all.length === 1) return write(all[0]!)
+  const groups: Array<Array<Uint8Array>> = []
+  let current: Array<Uint8Array> = []
+  let bytes = 0
+  for (const c of all) {
+    if (bytes + c.length > GATHER_BYTES && current.length > 0) {
+      groups.push(current)
+      current = []
+      bytes = 0
+    }
+    current.push(c)
+    bytes += c.length
+  }
+  if (current.length > 0) groups.push(current)
+  return Effect.forEach(groups, (g) => write(g.length === 1 ? g[0]! : Buffer.concat(g)), { discard: true })
+}
+
+/** Removes temp files a crashed process left behind (untouched for a day; live puts keep theirs fresh). */
+const sweepStaleTemps = (fs: FileSystem.FileSystem, tmpDir: string) =>
+  fs.readDirectory(tmpDir).pipe(
+    Effect.flatMap((names) =>
+      Effect.forEach(names, (name) => {
+        const p = Path.join(tmpDir, name)
+        return fs.stat(p).pipe(
+          Effect.flatMap((info) =>
+            Option.match(info.mtime, {
+              onNone: () => Effect.void,
+              onSome: (mtime) => (Date.now() - mtime.getTime() > STALE_TEMP_MS ? fs.remove(p, { force: true }) : Effect.void)
+            })
+          ),
+          Effect.ignore
+        )
+      }, { discard: true })
+    ),
+    Effect.ignore
+  )
+
+const layerContext = (store: MutableObjectStoreShape) =>
+  Context.make(MutableObjectStore, store).pipe(Context.add(ImmutableObjectStore, store))
+
+/**
+ * Both object-store ports over the FileSystem in the context. Directory
+ * listing and pruning still call node:fs directly (the platform has no
+ * typed readdir nor rmdir), so this is for Node FileSystem variants only.
+ */
+export const layerFromFileSystem = (
+  options: FsObjectStoreOptions
+): Layer.Layer<MutableObjectStore | ImmutableObjectStore, ObjectStoreError, FileSystem.FileSystem> =>
+  Layer.effectContext(Effect.map(make(options), layerContext))
+
+/** Both object-store ports on the local disk under `options.root` (Node's FileSystem included). */
+export const layer = (
+  options: FsObjectStoreOptions
+): Layer.Layer<MutableObjectStore | ImmutableObjectStore, ObjectStoreError> =>
+  Layer.provide(layerFromFileSystem(options), NodeFileSystem.layer)
+
+/** Options from the environment: GRAVITON_FS_ROOT (required), GRAVITON_FS_SCHEME, GRAVITON_FS_FSYNC. */
+export const config: Config.Config<FsObjectStoreOptions> = Config.all({
+  root: Config.string("GRAVITON_FS_ROOT").pipe(
+    Config.withDescription("Directory under which the filesystem object store keeps its buckets")
+  ),
+  scheme: Config.string("GRAVITON_FS_SCHEME").pipe(
+    Config.withDefault("file"),
+    Config.withDescription("Locator scheme the filesystem store answers to")
+  ),
+  fsync: Config.boolean("GRAVITON_FS_FSYNC").pipe(
+    Config.withDefault(false),
+    Config.withDescription("fsync every object before it becomes visible")
+  )
+})
+
+/** Like `layer`, with options read from `Config` (by default `config`, i.e. GRAVITON_FS_*). */
+export const layerConfig = (
+  options: Config.Config.Wrap<FsObjectStoreOptions> = config
+): Layer.Layer<MutableObjectStore | ImmutableObjectStore, ObjectStoreError | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(options), layer))
