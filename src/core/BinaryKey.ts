@@ -20,8 +20,8 @@ const LENGTH = /^(0|[1-9][0-9]*)$/
 /** A content key. Structural equality: two keys for the same bytes are `Equal`. */
 export class BinaryKey extends Schema.Class<BinaryKey>("graviton/BinaryKey")({
   algorithm: HashAlgorithm,
-  /** Lower-case hex digest. */
-  digest: Schema.String,
+  /** Lower-case hex digest (both algorithms give 256 bits = 64 digits). */
+  digest: Schema.String.pipe(Schema.pattern(/^[0-9a-f]{64}$/)),
   /** Content length in bytes. */
   size: Schema.NonNegativeInt
 }) {

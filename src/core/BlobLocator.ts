@@ -17,12 +17,17 @@ export const MAX_PATH_BYTES = 1024
 const SCHEME = /^[a-z][a-z0-9+.-]{0,31}$/
 
 /** A validated `scheme://bucket/path`. */
-export class BlobLocator extends Schema.Class<BlobLocator>("graviton/BlobLocator")({
-  scheme: Schema.String,
-  bucket: Schema.String,
-  /** `/`-separated relative path; never empty, no `.`/`..`/empty segments. */
-  path: Schema.String
-}) {
+export class BlobLocator extends Schema.Class<BlobLocator>("graviton/BlobLocator")(
+  Schema.Struct({
+    scheme: Schema.String,
+    bucket: Schema.String,
+    /** `/`-separated relative path; never empty, no `.`/`..`/empty segments. */
+    path: Schema.String
+  }).pipe(
+    // `new BlobLocator(...)` applies the same rules as `parse`, so no invalid locator can exist.
+    Schema.filter((l) => checkAll(l.scheme, l.bucket, l.path, false)?.description ?? true)
+  )
+) {
   override toString(): string {
     return render(this)
   }
@@ -32,11 +37,11 @@ export class BlobLocator extends Schema.Class<BlobLocator>("graviton/BlobLocator
  * A listing prefix `scheme://bucket/` or `scheme://bucket/some/pre`: like a
  * locator, but the path may be empty and may end inside a segment or on `/`.
  */
-export class LocatorPrefix extends Schema.Class<LocatorPrefix>("graviton/LocatorPrefix")({
-  scheme: Schema.String,
-  bucket: Schema.String,
-  path: Schema.String
-}) {
+export class LocatorPrefix extends Schema.Class<LocatorPrefix>("graviton/LocatorPrefix")(
+  Schema.Struct({ scheme: Schema.String, bucket: Schema.String, path: Schema.String }).pipe(
+    Schema.filter((l) => checkAll(l.scheme, l.bucket, l.path, true)?.description ?? true)
+  )
+) {
   override toString(): string {
     return `${this.scheme}://${this.bucket}/${this.path}`
   }
@@ -97,11 +102,15 @@ const split = (text: string): Either.Either<readonly [string, string, string], I
   return Either.right([scheme, rest.slice(0, slash), rest.slice(slash + 1)] as const)
 }
 
+function checkAll(scheme: string, bucket: string, path: string, isPrefix: boolean): InvalidValue | undefined {
+  const text = `${scheme}://${bucket}/${path}`
+  return checkScheme(text, scheme) ?? checkBucket(text, bucket) ?? checkPath(text, path, isPrefix)
+}
+
 /** Builds a locator from parts, with the same checks as `parse`. */
 export const make = (scheme: string, bucket: string, path: string): Either.Either<BlobLocator, InvalidValue> => {
-  const text = `${scheme}://${bucket}/${path}`
-  const error = checkScheme(text, scheme) ?? checkBucket(text, bucket) ?? checkPath(text, path, false)
-  return error ? Either.left(error) : Either.right(new BlobLocator({ scheme, bucket, path }))
+  const error = checkAll(scheme, bucket, path, false)
+  return error ? Either.left(error) : Either.right(new BlobLocator({ scheme, bucket, path }, true))
 }
 
 /** Parses `scheme://bucket/path`; anything malformed is an `InvalidValue`. */
@@ -114,9 +123,8 @@ export const makePrefix = (
   bucket: string,
   path: string
 ): Either.Either<LocatorPrefix, InvalidValue> => {
-  const text = `${scheme}://${bucket}/${path}`
-  const error = checkScheme(text, scheme) ?? checkBucket(text, bucket) ?? checkPath(text, path, true)
-  return error ? Either.left(error) : Either.right(new LocatorPrefix({ scheme, bucket, path }))
+  const error = checkAll(scheme, bucket, path, true)
+  return error ? Either.left(error) : Either.right(new LocatorPrefix({ scheme, bucket, path }, true))
 }
 
 /** Parses a listing prefix, `scheme://bucket/` or `scheme://bucket/pre`. */

@@ -12,10 +12,12 @@ import * as Schema from "effect/Schema"
 import { invalidValue, type InvalidValue } from "./Errors.js"
 
 /** A non-empty half-open byte span `[start, end)`. */
-export class Span extends Schema.Class<Span>("graviton/Span")({
-  start: Schema.NonNegativeInt,
-  end: Schema.NonNegativeInt
-}) {
+export class Span extends Schema.Class<Span>("graviton/Span")(
+  Schema.Struct({ start: Schema.NonNegativeInt, end: Schema.NonNegativeInt }).pipe(
+    // The constructor enforces non-emptiness too, so no invalid Span can exist.
+    Schema.filter((s) => s.start < s.end || "end must be greater than start (spans are half-open and non-empty)")
+  )
+) {
   get length(): number {
     return this.end - this.start
   }

@@ -593,14 +593,14 @@ const mutableTests = (it: It, caps: ObjectStoreCapabilities) => {
       const store = yield* MutableObjectStore
       const f = yield* fixture(caps)
       yield* putBytes(f.at("fine"), utf8("fine"))
-      // `new` skips the parser: a backend must not trust a locator's shape.
+      // `new X(props, true)` skips validation, as untyped callers can: a backend must not trust a locator's shape.
       const bad = [
-        new BlobLocator.BlobLocator({ scheme: caps.scheme, bucket: caps.bucket, path: `${f.base}../../escape` }),
-        new BlobLocator.BlobLocator({ scheme: caps.scheme, bucket: caps.bucket, path: `/${f.base}abs` }),
-        new BlobLocator.BlobLocator({ scheme: caps.scheme, bucket: caps.bucket, path: `${f.base}a//b` }),
-        new BlobLocator.BlobLocator({ scheme: caps.scheme, bucket: caps.bucket, path: `${f.base}nul\u0000` }),
-        new BlobLocator.BlobLocator({ scheme: caps.scheme, bucket: "..", path: "x" }),
-        new BlobLocator.BlobLocator({ scheme: caps.scheme, bucket: caps.bucket, path: "" })
+        new BlobLocator.BlobLocator({ scheme: caps.scheme, bucket: caps.bucket, path: `${f.base}../../escape` }, true),
+        new BlobLocator.BlobLocator({ scheme: caps.scheme, bucket: caps.bucket, path: `/${f.base}abs` }, true),
+        new BlobLocator.BlobLocator({ scheme: caps.scheme, bucket: caps.bucket, path: `${f.base}a//b` }, true),
+        new BlobLocator.BlobLocator({ scheme: caps.scheme, bucket: caps.bucket, path: `${f.base}nul\u0000` }, true),
+        new BlobLocator.BlobLocator({ scheme: caps.scheme, bucket: "..", path: "x" }, true),
+        new BlobLocator.BlobLocator({ scheme: caps.scheme, bucket: caps.bucket, path: "" }, true)
       ]
       for (const l of bad) {
         yield* expectReason(store.head(l), "InvalidInput")
@@ -610,7 +610,7 @@ const mutableTests = (it: It, caps: ObjectStoreCapabilities) => {
         yield* expectReason(store.copy(f.at("fine"), l), "InvalidInput")
         yield* expectReason(store.move(l, f.at("other")), "InvalidInput")
       }
-      const badPrefix = new BlobLocator.LocatorPrefix({ scheme: caps.scheme, bucket: caps.bucket, path: "../" })
+      const badPrefix = new BlobLocator.LocatorPrefix({ scheme: caps.scheme, bucket: caps.bucket, path: "../" }, true)
       yield* expectReason(Stream.runDrain(store.list(badPrefix)), "InvalidInput")
       yield* expectReason(putBytes(f.at("neg"), utf8("x"), { size: -1 }), "InvalidInput")
       // Nothing was written or moved by any of it.

@@ -186,8 +186,8 @@ const suite = (it: Vitest.MethodsNonLive<ReplicaIndex, true>, capabilities: Repl
       const good = loc("s3://bucket/x")
       // The constructors check field types only; the parsers' rules must still be enforced.
       const badKeys = [
-        new BinaryKey({ algorithm: "sha256", digest: "not-hex/../x", size: 1 }),
-        new BinaryKey({ algorithm: "sha256", digest: "ab", size: 1 })
+        new BinaryKey({ algorithm: "sha256", digest: "not-hex/../x", size: 1 }, true),
+        new BinaryKey({ algorithm: "sha256", digest: "ab", size: 1 }, true)
       ]
       for (const key of badKeys) {
         yield* expectInvalid(index.replicas(key), `replicas ${key.digest}`)
@@ -197,9 +197,9 @@ const suite = (it: Vitest.MethodsNonLive<ReplicaIndex, true>, capabilities: Repl
       }
       const key = freshKey()
       const badLocators = [
-        new BlobLocator.BlobLocator({ scheme: "s3", bucket: "b", path: "a\nb" }),
-        new BlobLocator.BlobLocator({ scheme: "s3", bucket: "b", path: "../escape" }),
-        new BlobLocator.BlobLocator({ scheme: "", bucket: "b", path: "x" })
+        new BlobLocator.BlobLocator({ scheme: "s3", bucket: "b", path: "a\nb" }, true),
+        new BlobLocator.BlobLocator({ scheme: "s3", bucket: "b", path: "../escape" }, true),
+        new BlobLocator.BlobLocator({ scheme: "", bucket: "b", path: "x" }, true)
       ]
       for (const bad of badLocators) {
         yield* expectInvalid(index.add(key, bad), `add ${JSON.stringify(bad.path)}`)

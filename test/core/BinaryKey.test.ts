@@ -55,6 +55,11 @@ describe("BinaryKey", () => {
     })
   }
 
+  it("its constructor rejects digests that are not 64 lower-case hex digits", () => {
+    expect(() => new BinaryKey.BinaryKey({ algorithm: "sha256", digest: "../x", size: 1 })).toThrow()
+    expect(() => new BinaryKey.BinaryKey({ algorithm: "sha256", digest: hex, size: -1 })).toThrow()
+  })
+
   it("decodes and encodes through its string Schema", () => {
     const key = Schema.decodeUnknownSync(BinaryKey.FromString)(`blake3:${hex}:10`)
     expect(key.size).toBe(10)

@@ -79,3 +79,11 @@ describe("BlobLocator", () => {
     expect(() => Schema.decodeUnknownSync(BlobLocator.FromString)("s3://b/../k")).toThrow()
   })
 })
+
+describe("BlobLocator constructors", () => {
+  it("apply the parser's rules, so no invalid locator or prefix can be built", () => {
+    expect(() => new BlobLocator.BlobLocator({ scheme: "s3", bucket: "b", path: "../x" })).toThrow(/'\.' or '\.\.'/)
+    expect(() => new BlobLocator.LocatorPrefix({ scheme: "s3", bucket: "", path: "" })).toThrow(/bucket is empty/)
+    expect(new BlobLocator.BlobLocator({ scheme: "s3", bucket: "b", path: "ok" }).path).toBe("ok")
+  })
+})

@@ -27,6 +27,7 @@ describe("Span", () => {
     expect(Either.isLeft(RangeSet.span(-1, 4))).toBe(true)
     expect(Either.isLeft(RangeSet.span(0.5, 4))).toBe(true)
     expect(Either.isLeft(RangeSet.span(0, Number.NaN))).toBe(true)
+    expect(() => new RangeSet.Span({ start: 9, end: 5 })).toThrow(/greater than start/)
   })
 })
 

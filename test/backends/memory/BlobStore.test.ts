@@ -89,7 +89,7 @@ describe("MemoryBlobStore", () => {
         // The plan and the expected key disagree on the algorithm.
         { algorithm: "sha256", expectedKey: blake3Key },
         // A key whose digest is not hex.
-        { expectedKey: new BinaryKey({ algorithm: "sha256", digest: "z".repeat(64), size: 1 }) }
+        { expectedKey: new BinaryKey({ algorithm: "sha256", digest: "z".repeat(64), size: 1 }, true) }
       ]
       for (const plan of plans) {
         const error = yield* Effect.flip(Stream.run(watched, store.put(plan)))
