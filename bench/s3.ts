@@ -1,0 +1,248 @@
+/**
+ * S3 backend throughput and memory, all against one server in one run:
+ *
+ * - upload of a 256 MiB object through S3ObjectStore.put vs
+ *   `@aws-sdk/lib-storage` Upload (same part size and concurrency) and vs the
+ *   `opendal` S3 operator's writer;
+ * - download of it through S3ObjectStore.get vs a raw GetObject read to the
+ *   end, and vs the `opendal` reader;
+ * - peak RSS of a process doing only one upload (ours, and lib-storage's),
+ *   with a floor: the same process making and dropping the same input
+ *   without uploading it; the adapter's extra memory should stay near
+ *   partSize × (concurrency + 1).
+ *
+ * The input arrives in 1 MiB pieces for every contender. The server is
+ * GRAVITON_TEST_S3_ENDPOINT when set, else BENCH_S3_SERVER (moto | s3rver,
+ * default s3rver), run in its own process by test/harness/s3.ts.
+ * BENCH_QUICK=1 shrinks the object to 32 MiB.
+ */
+import * as S3 from "@aws-sdk/client-s3"
+import { Upload } from "@aws-sdk/lib-storage"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
+import { Operator } from "opendal"
+import { fileURLToPath } from "node:url"
+import { Readable } from "node:stream"
+import * as S3Client from "../src/backends/s3/S3Client.js"
+import * as S3ObjectStore from "../src/backends/s3/S3ObjectStore.js"
+import * as BlobLocator from "../src/core/BlobLocator.js"
+import { ImmutableObjectStore, MutableObjectStore } from "../src/ports/ObjectStore.js"
+import * as Harness from "../test/harness/s3.js"
+import * as Bench from "./harness.js"
+
+const MiB = 1024 * 1024
+const PART = 8 * MiB
+const CONCURRENCY = 4
+const PIECE = MiB
+
+/** Deterministic content: a random 1 MiB block, each piece stamped with its index. */
+const block = Buffer.from(Array.from({ length: PIECE }, (_, i) => (i * 2654435761) >>> 24))
+const piece = (index: number): Buffer => {
+  const b = Buffer.allocUnsafe(PIECE)
+  block.copy(b)
+  b.writeUInt32BE(index, 0)
+  return b
+}
+
+interface Target {
+  readonly endpoint: string
+  readonly region: string
+  readonly accessKeyId: string
+  readonly secretAccessKey: string
+  readonly bucket: string
+  readonly prefix: string
+}
+
+const sdkClient = (t: Target) =>
+  new S3.S3Client({
+    endpoint: t.endpoint,
+    region: t.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: t.accessKeyId, secretAccessKey: t.secretAccessKey },
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    responseChecksumValidation: "WHEN_REQUIRED"
+  })
+
+const storeLayer = (t: Target, payloadSigning: "auto" | "unsigned" = "auto") =>
+  S3ObjectStore.layerFromClient.pipe(Layer.provideMerge(S3Client.layer({
+    bucket: t.bucket,
+    prefix: t.prefix,
+    endpoint: t.endpoint,
+    region: t.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: Redacted.make(t.accessKeyId), secretAccessKey: Redacted.make(t.secretAccessKey) },
+    partSize: PART,
+    concurrency: CONCURRENCY,
+    payloadSigning
+  })))
+
+type Runtime = ManagedRuntime.ManagedRuntime<MutableObjectStore | ImmutableObjectStore, unknown>
+
+/** The pieces of an object of `size` bytes, made one at a time as they are pulled. */
+function* generate(size: number): Generator<Buffer> {
+  for (let i = 0; i * PIECE < size; i++) yield piece(i)
+}
+
+/** The three contenders' upload and download, each a function of (key, size). */
+const contenders = (t: Target, runtime: Runtime) => {
+  const client = sdkClient(t)
+  const op = new Operator("s3", {
+    bucket: t.bucket,
+    root: `/${t.prefix}`,
+    endpoint: t.endpoint,
+    region: t.region,
+    access_key_id: t.accessKeyId,
+    secret_access_key: t.secretAccessKey,
+    disable_config_load: "true",
+    disable_ec2_metadata: "true",
+    enable_virtual_host_style: "false"
+  })
+  return {
+    client,
+    oursUpload: (path: string, size: number, on: Runtime = runtime) =>
+      on.runPromise(Effect.flatMap(MutableObjectStore, (s) =>
+        Stream.run(
+          // One piece per pull, like a file or socket read.
+          Stream.fromIteratorSucceed(generate(size), 1),
+          s.put(new BlobLocator.BlobLocator({ scheme: "s3", bucket: t.bucket, path }))
+        ))),
+    sdkUpload: (path: string, size: number) =>
+      new Upload({
+        client,
+        params: { Bucket: t.bucket, Key: t.prefix + path, Body: Readable.from(generate(size)) },
+        partSize: PART,
+        queueSize: CONCURRENCY
+      }).done(),
+    opendalUpload: async (path: string, size: number) => {
+      const writer = await op.writer(path, { chunk: BigInt(PART), concurrent: CONCURRENCY })
+      for (const p of generate(size)) await writer.write(p)
+      await writer.close()
+    },
+    oursDownload: (path: string, on: Runtime = runtime) =>
+      on.runPromise(Effect.flatMap(ImmutableObjectStore, (s) =>
+        Stream.runFold(s.get(new BlobLocator.BlobLocator({ scheme: "s3", bucket: t.bucket, path })), 0, (n, c) => n + c.length))),
+    sdkDownload: async (path: string) => {
+      const out = await client.send(new S3.GetObjectCommand({ Bucket: t.bucket, Key: t.prefix + path }))
+      let n = 0
+      for await (const c of out.Body as Readable) n += (c as Buffer).length
+      return n
+    },
+    opendalDownload: async (path: string) => {
+      const reader = await op.reader(path)
+      let n = 0
+      for await (const c of reader.createReadStream()) n += (c as Buffer).length
+      return n
+    }
+  }
+}
+
+/** Child mode: one upload (or none) in a fresh process, for its peak RSS. */
+const child = async (mode: string, target: Target, size: number) => {
+  const runtime = ManagedRuntime.make(storeLayer(target))
+  const c = contenders(target, runtime)
+  if (mode === "ours") await c.oursUpload(`rss/ours`, size)
+  if (mode === "sdk") await c.sdkUpload(`rss/sdk`, size)
+  if (mode === "idle") {
+    // The floor: load everything the others load, touch the network once, and make
+    // (then drop) the same input pieces, without uploading them.
+    await runtime.runPromise(Effect.flatMap(ImmutableObjectStore, (s) => s.head(new BlobLocator.BlobLocator({ scheme: "s3", bucket: target.bucket, path: "rss/none" }))))
+    let sum = 0
+    for (const p of generate(size)) {
+      sum += p[0]!
+      await new Promise((r) => setImmediate(r))
+    }
+    if (sum < 0) console.log(sum)
+  }
+  await runtime.dispose()
+  c.client.destroy()
+}
+
+const main = async () => {
+  const size = Bench.size(256 * MiB, 32 * MiB)
+  const label = `${size / MiB}MiB`
+  const chosen = process.env.GRAVITON_TEST_S3_ENDPOINT ? "env" : (process.env.BENCH_S3_SERVER ?? "s3rver")
+  const server = Harness.candidate(chosen)
+  if (server.skip !== undefined) throw new Error(`cannot use ${chosen}: ${server.skip}`)
+  const running = await Harness.server(server)
+  try {
+    const place = await Harness.prepare(running, Harness.freshBucket("bench"))
+    const target: Target = { ...running, bucket: place.bucket, prefix: place.prefix }
+    console.log(`S3 benchmark on ${chosen} (${running.endpoint}), ${label}, parts of ${PART / MiB} MiB, concurrency ${CONCURRENCY}`)
+    const runtime = ManagedRuntime.make(storeLayer(target))
+    // OpenDAL never hashes payloads into signatures (UNSIGNED-PAYLOAD): compare it with ours doing the same.
+    const unsigned = ManagedRuntime.make(storeLayer(target, "unsigned"))
+    const c = contenders(target, runtime)
+    const mbps = async (run: () => Promise<unknown>) => Bench.mbps(size, await Bench.time(run))
+
+    await Bench.compare({
+      name: `s3.upload.${label}`,
+      unit: "MB/s",
+      baselineName: "lib-storage Upload",
+      higherIsBetter: true,
+      ours: () => mbps(() => c.oursUpload("up/ours", size)),
+      baseline: () => mbps(() => c.sdkUpload("up/sdk", size))
+    })
+    await Bench.compare({
+      name: `s3.upload.${label}.vsOpendal`,
+      unit: "MB/s",
+      baselineName: "opendal s3 writer (both UNSIGNED-PAYLOAD)",
+      higherIsBetter: true,
+      ours: () => mbps(() => c.oursUpload("up/ours", size, unsigned)),
+      baseline: () => mbps(() => c.opendalUpload("up/opendal", size))
+    })
+    // One object read by everyone.
+    await c.oursUpload("down/object", size)
+    const checked = (n: number) => {
+      if (n !== size) throw new Error(`read ${n} bytes, expected ${size}`)
+    }
+    await Bench.compare({
+      name: `s3.download.${label}`,
+      unit: "MB/s",
+      baselineName: "raw GetObject",
+      higherIsBetter: true,
+      // Reads are short and their times spread widely on a shared machine: more runs for a stable median.
+      runs: Bench.quick ? 3 : 9,
+      ours: () => mbps(async () => checked(await c.oursDownload("down/object"))),
+      baseline: () => mbps(async () => checked(await c.sdkDownload("down/object")))
+    })
+    await Bench.compare({
+      name: `s3.download.${label}.vsOpendal`,
+      unit: "MB/s",
+      baselineName: "opendal s3 reader",
+      higherIsBetter: true,
+      runs: Bench.quick ? 3 : 9,
+      ours: () => mbps(async () => checked(await c.oursDownload("down/object"))),
+      baseline: () => mbps(async () => checked(await c.opendalDownload("down/object")))
+    })
+    await runtime.dispose()
+    await unsigned.dispose()
+    c.client.destroy()
+
+    // Peak RSS, each in a process of its own.
+    const self = fileURLToPath(import.meta.url)
+    const rss = (mode: string) =>
+      Bench.peakRssMiB(process.execPath, ["--import", "tsx", self, "--child", mode, JSON.stringify(target), String(size)])
+    const idle = await rss("idle")
+    const ours = await rss("ours")
+    const sdk = await rss("sdk")
+    const bound = (PART * (CONCURRENCY + 1)) / MiB
+    console.log(
+      `BENCH ${JSON.stringify({ name: `s3.upload.${label}.peakRssMiB`, unit: "MiB", ours: Math.round(ours), baseline: Math.round(sdk), baselineName: "lib-storage Upload", ratio: Math.round((ours / sdk) * 1000) / 1000, higherIsBetter: false })}`
+    )
+    console.log(
+      `BENCH ${JSON.stringify({ name: `s3.upload.${label}.rssAboveFloorMiB`, unit: "MiB", ours: Math.round(ours - idle), baseline: bound, baselineName: "partSize × (concurrency + 1)", ratio: Math.round(((ours - idle) / bound) * 1000) / 1000, higherIsBetter: false })}`
+    )
+    console.log(`  peak RSS: floor (same input, no upload) ${idle.toFixed(0)} MiB, ours ${ours.toFixed(0)} MiB, lib-storage ${sdk.toFixed(0)} MiB; bound above the floor ${bound} MiB`)
+  } finally {
+    await Harness.stopAll()
+  }
+}
+
+if (process.argv[2] === "--child") {
+  await child(process.argv[3]!, JSON.parse(process.argv[4]!) as Target, Number(process.argv[5]))
+} else {
+  await main()
+}

@@ -1,0 +1,46 @@
+/**
+ * The S3 backend: BlobStore, MutableObjectStore and ImmutableObjectStore on
+ * AWS S3 and S3-compatible services. See docs/backends/s3.md.
+ */
+import * as Layer from "effect/Layer"
+import type * as ConfigError from "effect/ConfigError"
+import { BlobError, type ObjectStoreError } from "../../core/Errors.js"
+import type { BackendEvents } from "../../ports/BackendEvents.js"
+import type { BlobStore } from "../../ports/BlobStore.js"
+import type { MetricsRegistry } from "../../ports/MetricsRegistry.js"
+import * as Events from "../../runtime/Events.js"
+import * as Metrics from "../../runtime/Metrics.js"
+import * as S3BlobStore from "./S3BlobStore.js"
+import { fromEnv } from "./S3Config.js"
+
+export * as S3BlobStore from "./S3BlobStore.js"
+export * as S3Client from "./S3Client.js"
+export { S3ClientInstance } from "./S3Client.js"
+export * as S3Config from "./S3Config.js"
+export * as S3Error from "./S3Error.js"
+export * as S3Layers from "./S3Layers.js"
+export * as S3Metrics from "./S3Metrics.js"
+export * as S3ObjectStore from "./S3ObjectStore.js"
+
+/** What the CLI needs from a store. */
+export type StoreServices = BlobStore | MetricsRegistry | BackendEvents
+
+/**
+ * The `--store s3` store: S3BlobStore configured from the `GRAVITON_S3_*`
+ * environment, with a metrics registry and an event bus it reports to. Blobs
+ * are stored one object each; the chunked layout needs a KeyValueStore and
+ * is refused with reason Unsupported.
+ */
+export const storeLayerFromEnv = (
+  settings: { readonly layout?: "monolithic" | "chunked" | undefined } = {}
+): Layer.Layer<StoreServices, BlobError | ObjectStoreError | ConfigError.ConfigError> =>
+  settings.layout === "chunked"
+    ? Layer.fail(
+      new BlobError({
+        reason: "Unsupported",
+        backend: "s3",
+        method: "store",
+        description: "the s3 store keeps one object per blob; --layout chunked needs a KeyValueStore (use --store embedded)"
+      })
+    )
+    : S3BlobStore.layerConfig(fromEnv).pipe(Layer.provideMerge(Layer.merge(Metrics.layer, Events.layer)))
