@@ -204,6 +204,19 @@ const immutableTests = (it: It, caps: ObjectStoreCapabilities) => {
       }))
   }
 
+  test()("empty chunks anywhere in the stream are harmless", () =>
+    Effect.gen(function*() {
+      const f = yield* fixture(caps)
+      const store = yield* MutableObjectStore
+      const empty = new Uint8Array(0)
+      const parts = [empty, utf8("ab"), empty, empty, utf8("c"), empty]
+      const stat = yield* Stream.run(Stream.fromIterable(parts), store.put(f.at("gaps")))
+      expect(stat.size).toBe(3)
+      expectBytes(yield* read(f.at("gaps")), utf8("abc"))
+      const onlyEmpty = yield* Stream.run(Stream.make(empty, empty), store.put(f.at("nothing")))
+      expect(onlyEmpty.size).toBe(0)
+    }))
+
   test(caps.largeObjects)("round trip of 20 MiB in ~64 KiB uneven chunks is byte-exact", () =>
     Effect.gen(function*() {
       const f = yield* fixture(caps)

@@ -548,7 +548,9 @@ const writeGathered = <E>(
   chunks: Chunk.Chunk<Uint8Array>,
   write: (bytes: Uint8Array) => Effect.Effect<void, E>
 ): Effect.Effect<void, E> => {
-  const all = Chunk.toReadonlyArray(chunks)
+  // Empty chunks are legal in a stream but writeAll of 0 bytes fails with WriteZero.
+  const all = Chunk.toReadonlyArray(chunks).filter((c) => c.length > 0)
+  if (all.length === 0) return Effect.void
   if (all.length === 1) return write(all[0]!)
   const groups: Array<Array<Uint8Array>> = []
   let current: Array<Uint8Array> = []
