@@ -44,6 +44,11 @@ export interface Instrument {
   readonly observeSink: (
     method: string
   ) => <A, In, L, E, R>(self: Sink.Sink<A, In, L, E, R>) => Sink.Sink<A, In, L, E, R>
+  /**
+   * Only the failure half of `observe` (failures counter and OperationFailed):
+   * for a backend that records its own, finer latency and operation counts.
+   */
+  readonly observeFailures: (method: string) => <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /** Retries transient failures (see Retry), counting each retry and publishing RetryAttempted. */
   readonly retry: (
     method: string,
@@ -103,20 +108,52 @@ export const fromServices = (
   const gauge = (name: string, value: number, tags?: MetricTags): Effect.Effect<void> =>
     metrics === undefined ? Effect.void : metrics.gauge(name, value, withBackend(tags))
 
+  // One tags object per method and outcome, reused so the registry finds its series by identity.
+  const tagCache = new Map<string, MetricTags>()
+  const tagsOf = (method: string, extra: "" | "success" | "failure" | `reason:${string}`): MetricTags => {
+    const id = `${method}\u0000${extra}`
+    let tags = tagCache.get(id)
+    if (tags === undefined) {
+      tags = extra === ""
+        ? { backend, port, method }
+        : extra.startsWith("reason:")
+        ? { backend, port, method, reason: extra.slice(7) }
+        : { backend, port, method, outcome: extra }
+      tagCache.set(id, tags)
+    }
+    return tags
+  }
+
   const succeeded = (method: string, start: bigint): Effect.Effect<void> =>
     metrics === undefined ? Effect.void : Effect.flatMap(elapsedSeconds(start), (seconds) =>
       Effect.zipRight(
-        metrics.histogram(MetricKeys.backendLatencySeconds, seconds, { backend, port, method }),
-        metrics.counter(MetricKeys.backendOperationsTotal, 1, { backend, port, method, outcome: "success" })
+        metrics.histogram(MetricKeys.backendLatencySeconds, seconds, tagsOf(method, "")),
+        metrics.counter(MetricKeys.backendOperationsTotal, 1, tagsOf(method, "success"))
       ))
+
+  const failedOnly = (method: string, cause: Cause.Cause<unknown>): Effect.Effect<void> => {
+    const { description, reason } = classify(cause)
+    const recordMetrics = metrics === undefined
+      ? Effect.void
+      : metrics.counter(MetricKeys.backendFailuresTotal, 1, tagsOf(method, `reason:${reason}`))
+    const announce = events === undefined
+      ? Effect.void
+      : Effect.flatMap(now, (at) => events.publish(new OperationFailed({ backend, at, method, reason, description })))
+    return Effect.zipRight(recordMetrics, announce)
+  }
+
+  const observeFailures = (method: string) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    enabled
+      ? Effect.onError(self, (cause) => (Cause.isInterruptedOnly(cause) ? Effect.void : failedOnly(method, cause)))
+      : self
 
   const failed = (method: string, start: bigint, cause: Cause.Cause<unknown>): Effect.Effect<void> => {
     const { description, reason } = classify(cause)
     const recordMetrics = metrics === undefined ? Effect.void : Effect.flatMap(elapsedSeconds(start), (seconds) =>
       Effect.all([
-        metrics.histogram(MetricKeys.backendLatencySeconds, seconds, { backend, port, method }),
-        metrics.counter(MetricKeys.backendOperationsTotal, 1, { backend, port, method, outcome: "failure" }),
-        metrics.counter(MetricKeys.backendFailuresTotal, 1, { backend, port, method, reason })
+        metrics.histogram(MetricKeys.backendLatencySeconds, seconds, tagsOf(method, "")),
+        metrics.counter(MetricKeys.backendOperationsTotal, 1, tagsOf(method, "failure")),
+        metrics.counter(MetricKeys.backendFailuresTotal, 1, tagsOf(method, `reason:${reason}`))
       ], { discard: true }))
     const announce = events === undefined
       ? Effect.void
@@ -199,7 +236,7 @@ export const fromServices = (
     return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => observing(retrying(self))
   }
 
-  return { backend, port, observe, observeStream, observeSink, retry, observeRetry, publish, counter, histogram, gauge }
+  return { backend, port, observe, observeFailures, observeStream, observeSink, retry, observeRetry, publish, counter, histogram, gauge }
 }
 
 /**

@@ -155,10 +155,10 @@ export const unsafeMake = (options: Options = {}): MetricsRegistry["Type"] => {
     return Metric.fromMetricKey(key) as unknown as Series["metric"]
   }
 
-  /** Records synchronously; false when `name` is already used with another kind. */
-  const unsafeRecord = (kind: Kind, name: string, value: number, tags: Series["tags"]): boolean => {
+  /** Records synchronously; undefined when `name` is already used with another kind. */
+  const unsafeRecord = (kind: Kind, name: string, value: number, tags: Series["tags"]): Series | undefined => {
     const known = kinds.get(name)
-    if (known !== undefined && known !== kind) return false
+    if (known !== undefined && known !== kind) return undefined
     if (known === undefined) kinds.set(name, kind)
     const key = seriesKey(name, tags)
     let s = series.get(key)
@@ -167,16 +167,38 @@ export const unsafeMake = (options: Options = {}): MetricsRegistry["Type"] => {
       series.set(key, s)
     }
     s.metric.unsafeUpdate(value, [])
-    return true
+    return s
   }
+
+  // Hot path: backends pass the same (frozen in practice) tags object for a
+  // given operation, so the series is found by object identity without
+  // sorting or joining tags on every call. Only used when the fiber carries no
+  // extra metric labels, which would change the series.
+  const byTagsObject = new WeakMap<MetricTags, Map<string, Series>>()
 
   const warned = new Set<string>()
   const record = (kind: Kind, name: string, value: number, tags: MetricTags | undefined): Effect.Effect<void> =>
     // One fiber-runtime step (this runs on every backend call): labels set with
     // `Effect.tagMetrics` apply here as to any Effect metric; explicit tags win.
     Effect.withFiberRuntime<void>((fiber) => {
-      const sorted = mergeTags(fiber.getFiberRef(FiberRef.currentMetricLabels), tags)
-      if (unsafeRecord(kind, name, value, sorted)) return Effect.void
+      const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
+      const cacheable = labels.length === 0 && tags !== undefined
+      if (cacheable) {
+        const cached = byTagsObject.get(tags)?.get(name)
+        if (cached !== undefined && cached.kind === kind) {
+          cached.metric.unsafeUpdate(value, [])
+          return Effect.void
+        }
+      }
+      const recorded = unsafeRecord(kind, name, value, mergeTags(labels, tags))
+      if (recorded !== undefined) {
+        if (cacheable) {
+          let perName = byTagsObject.get(tags)
+          if (perName === undefined) byTagsObject.set(tags, perName = new Map())
+          perName.set(name, recorded)
+        }
+        return Effect.void
+      }
       // Recording never fails: a kind clash is a programming error, reported once per name.
       if (warned.has(`${name}/${kind}`)) return Effect.void
       warned.add(`${name}/${kind}`)

@@ -161,6 +161,32 @@ describe("Instrument", () => {
       expect(yield* published).toEqual([event])
     }).pipe(Effect.provide(Services)))
 
+  it.scoped("observeFailures records only failures: no latency or success counts", () =>
+    Effect.gen(function*() {
+      const { instrument, metrics, published } = yield* setup
+      expect(yield* instrument.observeFailures("get")(Effect.succeed(1))).toBe(1)
+      const exit = yield* Effect.exit(instrument.observeFailures("put")(Effect.fail(error("Unavailable", "down"))))
+      expect(Exit.isFailure(exit)).toBe(true)
+      const snap = yield* metrics.snapshot
+      expect(snap.map((x) => x.name)).toEqual([MetricKeys.backendFailuresTotal])
+      expect(value(snap, MetricKeys.backendFailuresTotal, { ...op("put"), reason: "Unavailable" })).toBe(1)
+      const events = yield* published
+      expect(events.map((e) => e._tag)).toEqual(["OperationFailed"])
+    }).pipe(Effect.provide(Services)))
+
+  it.effect("metrics recorded with a reused tags object land in one series", () =>
+    Effect.gen(function*() {
+      const registry = yield* Metrics.make
+      const tags = { backend: "x" }
+      yield* registry.counter("c_total", 1, tags)
+      yield* registry.counter("c_total", 2, tags)
+      yield* registry.counter("c_total", 4, { backend: "x" })
+      yield* registry.counter("c_total", 8, { backend: "y" })
+      const snap = yield* registry.snapshot
+      expect(value(snap, "c_total", { backend: "x" })).toBe(7)
+      expect(value(snap, "c_total", { backend: "y" })).toBe(8)
+    }))
+
   it.effect("works without MetricsRegistry and BackendEvents", () =>
     Effect.gen(function*() {
       const instrument = yield* Instrument.make("bare", "BlobStore")

@@ -12,7 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import { MetricsRegistry } from "../../ports/MetricsRegistry.js"
+import { MetricsRegistry, type MetricTags } from "../../ports/MetricsRegistry.js"
 import { BACKEND } from "./errors.js"
 
 /** LevelDB operations by namespace and outcome. Counter: backend, op, namespace, outcome. */
@@ -92,13 +92,24 @@ export const fromRegistry = (registry: Option.Option<MetricsRegistry["Type"]>): 
     }
   }
   const metrics = registry.value
+  // Tags objects reused per (op, namespace, outcome): the registry finds their series by identity.
+  const tagCache = new Map<string, MetricTags>()
+  const tagsOf = (op: string, namespace: string, outcome?: "success" | "failure"): MetricTags => {
+    const id = `${op}\u0000${namespace}\u0000${outcome ?? ""}`
+    let tags = tagCache.get(id)
+    if (tags === undefined) {
+      tags = outcome === undefined ? { backend: BACKEND, op, namespace } : { backend: BACKEND, op, namespace, outcome }
+      tagCache.set(id, tags)
+    }
+    return tags
+  }
   const record = (op: string, namespace: string, start: bigint, exit: Exit.Exit<unknown, unknown>) => {
     if (Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)) return Effect.void
     const outcome = Exit.isSuccess(exit) ? "success" : "failure"
     return Effect.flatMap(Clock.currentTimeNanos, (end) =>
       Effect.zipRight(
-        metrics.histogram(operationDurationSeconds, Number(end - start) / 1e9, { backend: BACKEND, op, namespace }),
-        metrics.counter(operationsTotal, 1, { backend: BACKEND, op, namespace, outcome })
+        metrics.histogram(operationDurationSeconds, Number(end - start) / 1e9, tagsOf(op, namespace)),
+        metrics.counter(operationsTotal, 1, tagsOf(op, namespace, outcome))
       ))
   }
   const observe = (op: string, namespace: string) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
