@@ -1,0 +1,563 @@
+/**
+ * PgMutableObjectStore / PgImmutableObjectStore: object content in
+ * PostgreSQL, streamed both ways in constant memory.
+ *
+ * Storage scheme (migrations/V1__init.sql): an object row points at an
+ * immutable *content*, whose bytes are fixed-size `bytea` chunk rows
+ * (chunk `seq` holds bytes `[seq * chunk_size, (seq + 1) * chunk_size)`).
+ * We chose chunked `bytea` rows over large objects because:
+ * - they are ordinary rows: a put is visible exactly when its transaction
+ *   commits, and a rolled-back or interrupted put leaves nothing, with no
+ *   orphaned large objects for `vacuumlo` to find later;
+ * - a ranged read computes which chunks hold the range and fetches only
+ *   those, and only the bytes of the range (`substring` on uncompressed
+ *   out-of-line storage reads just the TOAST slices it needs);
+ * - they work over any connection, with the pool's ordinary statements,
+ *   under row-level privileges, and logical replication carries them;
+ * - large objects need their own privilege model (`lo_compat_privileges`)
+ *   and their own cleanup, and `pg_largeobject` cannot be partitioned.
+ * The cost is one row (plus ~512 TOAST rows) per MiB, which PostgreSQL
+ * handles well, and a per-object chunk size fixed at write time.
+ *
+ * Contents are shared: `copy` points the destination at the source's
+ * content (no byte moves at all, not even server-side), `move` renames the
+ * row (in one transaction). A trigger counts references and deletes a content with its chunks
+ * when its last object goes away, in the same transaction.
+ *
+ * A put holds one transaction (and so one pooled connection) from its first
+ * byte to its last; inside a transaction the caller opened with
+ * `SqlClient.withTransaction` it becomes a savepoint of that transaction.
+ * Reads hold no connection between pages: each page is its own statement,
+ * and a content deleted mid-read (its object replaced or removed) fails the
+ * stream with Conflict instead of returning a mix.
+ */
+import { SqlClient } from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Chunk from "effect/Chunk"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import type * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
+import * as Sink from "effect/Sink"
+import * as Stream from "effect/Stream"
+import * as BlobLocator from "../../core/BlobLocator.js"
+import { type ErrorReason, type InvalidValue, ObjectStoreError, toPortError } from "../../core/Errors.js"
+import type { ObjectStat, PutOptions } from "../../core/Models.js"
+import { type ByteRange, resolveRange } from "../../core/RangeSet.js"
+import { ObjectCopied, ObjectDeleted, ObjectWritten, UploadAborted } from "../../ports/BackendEvents.js"
+import { ImmutableObjectStore, MutableObjectStore, type MutableObjectStoreShape } from "../../ports/ObjectStore.js"
+import * as Events from "../../runtime/Events.js"
+import * as Instrument from "../../runtime/Instrument.js"
+import * as Retry from "../../runtime/Retry.js"
+import { bufferOf, likePrefix, num, open, type OpenTransaction, retriers, transaction } from "./internal/sql.js"
+import { BACKEND, objectStoreError, safeToRepeat, sqlState } from "./PgErrors.js"
+import * as PgMetrics from "./PgMetrics.js"
+
+const PORT = "ObjectStore"
+
+/** Default chunk size: 1 MiB rows (a few hundred TOAST slices each). */
+export const DEFAULT_CHUNK_SIZE = 1024 * 1024
+export const MIN_CHUNK_SIZE = 1024
+export const MAX_CHUNK_SIZE = 64 * 1024 * 1024
+
+/** A ranged or whole read fetches about this many bytes per statement. */
+const READ_PAGE_BYTES = 4 * 1024 * 1024
+/** Objects per listing statement. */
+const LIST_PAGE = 500
+
+/** Options of the object store. */
+export interface Options {
+  /** Bytes per chunk row for new objects (default 1 MiB; 1 KiB .. 64 MiB). Existing objects keep theirs. */
+  readonly chunkSize?: number | undefined
+}
+
+interface ObjectRow {
+  readonly content_id: string
+  readonly content_type: string | null
+  readonly metadata: Record<string, string> | null
+  readonly last_modified: Date
+  readonly size: string
+}
+
+interface ListRow extends ObjectRow {
+  readonly path: string
+}
+
+const fail = (method: string, reason: ErrorReason, description: string) =>
+  new ObjectStoreError({ reason, backend: BACKEND, method, description })
+
+const invalid = (method: string) => (e: InvalidValue) => toPortError(ObjectStoreError, BACKEND, method)(e)
+
+/** Re-checks a locator: one built with `new` skips the parser's rules. */
+const checkLocator = (method: string, l: BlobLocator.BlobLocator): Effect.Effect<BlobLocator.BlobLocator, ObjectStoreError> =>
+  typeof l !== "object" || l === null
+    ? Effect.fail(fail(method, "InvalidInput", "the locator is missing"))
+    : Either.match(BlobLocator.make(l.scheme, l.bucket, l.path), {
+      onLeft: (e) => Effect.fail(invalid(method)(e)),
+      onRight: Effect.succeed
+    })
+
+const checkOptions = (options: PutOptions | undefined): Effect.Effect<void, ObjectStoreError> => {
+  if (options === undefined) return Effect.void
+  if (options.size !== undefined && (!Number.isSafeInteger(options.size) || options.size < 0)) {
+    return Effect.fail(fail("put", "InvalidInput", `the declared size must be a non-negative integer, got ${options.size}`))
+  }
+  if (options.contentType !== undefined && typeof options.contentType !== "string") {
+    return Effect.fail(fail("put", "InvalidInput", "the content type must be a string"))
+  }
+  if (options.contentType?.includes("\u0000")) {
+    return Effect.fail(fail("put", "InvalidInput", "the content type contains NUL"))
+  }
+  for (const [k, v] of Object.entries(options.metadata ?? {})) {
+    if (typeof v !== "string") return Effect.fail(fail("put", "InvalidInput", `metadata ${JSON.stringify(k)} is not a string`))
+    // jsonb cannot hold NUL characters.
+    if (k.includes("\u0000") || v.includes("\u0000")) {
+      return Effect.fail(fail("put", "InvalidInput", `metadata ${JSON.stringify(k)} contains NUL`))
+    }
+  }
+  return Effect.void
+}
+
+const INITIAL_BUFFER = 64 * 1024
+
+/** A buffer of at least `needed` bytes (doubling, at most the chunk size) holding the first `used` bytes of `old`. */
+const growTo = (chunkSize: number) => (old: Buffer | undefined, used: number, needed: number): Buffer => {
+  let capacity = Math.min(chunkSize, Math.max(INITIAL_BUFFER, old?.length ?? 0))
+  while (capacity < needed) capacity = Math.min(chunkSize, capacity * 2)
+  const next = Buffer.allocUnsafe(capacity)
+  if (old !== undefined && used > 0) old.copy(next, 0, 0, used)
+  return next
+}
+
+const etagOf = (contentId: string): string => `pg-${contentId}`
+
+const toStat = (locator: BlobLocator.BlobLocator, row: ObjectRow): ObjectStat => ({
+  locator,
+  size: num(row.size),
+  etag: Option.some(etagOf(row.content_id)),
+  lastModified: Option.some(row.last_modified),
+  contentType: Option.fromNullable(row.content_type),
+  metadata: { ...row.metadata }
+})
+
+/** Builds the object store over the SqlClient of the context (a PgClient). */
+export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreShape, ObjectStoreError, SqlClient> =>
+  Effect.gen(function*() {
+    const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE
+    if (!Number.isSafeInteger(chunkSize) || chunkSize < MIN_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE) {
+      return yield* fail("make", "InvalidInput", `chunkSize must be an integer in [${MIN_CHUNK_SIZE}, ${MAX_CHUNK_SIZE}]`)
+    }
+    const sql = yield* SqlClient
+    const instrument = yield* Instrument.make(BACKEND, PORT)
+    const retry = retriers(instrument)
+    const metrics = yield* PgMetrics.make
+    const inTransaction = transaction(sql)
+    const readPageChunks = Math.max(1, Math.floor(READ_PAGE_BYTES / chunkSize))
+    const grow = growTo(chunkSize)
+
+    /** Maps a statement's failure, counting it by SQLSTATE class. */
+    const q = (method: string) => <A, R>(effect: Effect.Effect<A, SqlError | ObjectStoreError, R>) =>
+      effect.pipe(
+        Effect.tapError((e) => (e._tag === "ObjectStoreError" ? Effect.void : metrics.failure(PORT, method, e))),
+        Effect.mapError(objectStoreError(method))
+      )
+
+    /** Retries of calls that are not idempotent (move): only when the failed attempt surely had no effect. */
+    const repeatable = Retry.defaultSchedule.pipe(Schedule.whileInput((e) => safeToRepeat(e as ObjectStoreError)))
+
+    const selectObject = (l: BlobLocator.BlobLocator) =>
+      sql<ObjectRow>`
+        SELECT o.content_id::text AS content_id, o.content_type, o.metadata, o.last_modified, c.size::text AS size
+        FROM objects o JOIN object_contents c ON c.id = o.content_id
+        WHERE o.scheme = ${l.scheme} AND o.bucket = ${l.bucket} AND o.path = ${l.path}`
+
+    interface Found extends ObjectRow {
+      readonly chunk_size: number
+    }
+
+    const lookup = (method: string, l: BlobLocator.BlobLocator) =>
+      sql<Found>`
+        SELECT o.content_id::text AS content_id, o.content_type, o.metadata, o.last_modified,
+               c.size::text AS size, c.chunk_size
+        FROM objects o JOIN object_contents c ON c.id = o.content_id
+        WHERE o.scheme = ${l.scheme} AND o.bucket = ${l.bucket} AND o.path = ${l.path}`.pipe(
+        q(method),
+        Effect.flatMap((rows) =>
+          rows.length === 0
+            ? Effect.fail(fail(method, "NotFound", `no object at ${BlobLocator.render(l)}`))
+            : Effect.succeed(rows[0]!)
+        )
+      )
+
+    const head: MutableObjectStoreShape["head"] = (locator) =>
+      checkLocator("head", locator).pipe(
+        Effect.flatMap((l) =>
+          selectObject(l).pipe(
+            q("head"),
+            Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (row) => toStat(l, row))),
+            retry("head")
+          )
+        ),
+        instrument.observe("head")
+      )
+
+    /** Bytes [start, end) of a content, page by page; each page is one statement over the chunks it needs. */
+    const readContent = (contentId: string, contentChunkSize: number, start: number, end: number) => {
+      if (start >= end) return Stream.empty
+      const first = Math.floor(start / contentChunkSize)
+      const last = Math.floor((end - 1) / contentChunkSize)
+      const page = (from: number) => {
+        const to = Math.min(last, from + readPageChunks - 1)
+        // Only the bytes of the range leave the server: the first and last chunks are cut there.
+        return sql<{ readonly seq: number; readonly data: Buffer }>`
+          SELECT seq, substring(data
+            FROM (greatest(${start}::bigint - seq::bigint * ${contentChunkSize}::bigint, 0) + 1)::integer
+            FOR (least(${end}::bigint - seq::bigint * ${contentChunkSize}::bigint, ${contentChunkSize}::bigint)
+                 - greatest(${start}::bigint - seq::bigint * ${contentChunkSize}::bigint, 0))::integer) AS data
+          FROM object_chunks
+          WHERE content_id = ${contentId}::bigint AND seq >= ${from} AND seq <= ${to}
+          ORDER BY seq`.pipe(
+          q("get"),
+          retry("get"),
+          Effect.flatMap((rows) => {
+            if (rows.length !== to - from + 1 || rows.some((r, i) => r.seq !== from + i)) {
+              return Effect.fail(fail("get", "Conflict", "the object was replaced or deleted while it was being read"))
+            }
+            const bytes = rows.reduce((n, r) => n + r.data.length, 0)
+            return Effect.as(
+              metrics.bytesRead(bytes),
+              [Chunk.unsafeFromArray(rows.map((r): Uint8Array => r.data)), to < last ? Option.some(to + 1) : Option.none()] as const
+            )
+          })
+        )
+      }
+      return Stream.paginateChunkEffect(first, page)
+    }
+
+    const get: MutableObjectStoreShape["get"] = (locator, range?: ByteRange) =>
+      Stream.unwrap(
+        checkLocator("get", locator).pipe(
+          Effect.flatMap((l) => retry("get")(lookup("get", l))),
+          Effect.flatMap((row) =>
+            Either.match(resolveRange(range, num(row.size)), {
+              onLeft: (e) => Effect.fail(invalid("get")(e)),
+              onRight: ([start, end]) => Effect.succeed(readContent(row.content_id, row.chunk_size, start, end))
+            })
+          )
+        )
+      ).pipe(instrument.observeStream("get"))
+
+    const list: MutableObjectStoreShape["list"] = (prefix) =>
+      Either.match(
+        typeof prefix !== "object" || prefix === null
+          ? Either.left(fail("list", "InvalidInput", "the prefix is missing"))
+          : Either.mapLeft(BlobLocator.makePrefix(prefix.scheme, prefix.bucket, prefix.path), invalid("list")),
+        {
+          onLeft: (e) => Stream.fail(e),
+          onRight: (p) => {
+            const pattern = likePrefix(p.path)
+            // Keyset pagination: each page starts after the last path of the previous one.
+            const page = (after: string) =>
+              sql<ListRow>`
+                SELECT o.path, o.content_id::text AS content_id, o.content_type, o.metadata, o.last_modified,
+                       c.size::text AS size
+                FROM objects o JOIN object_contents c ON c.id = o.content_id
+                WHERE o.scheme = ${p.scheme} AND o.bucket = ${p.bucket}
+                  AND o.path LIKE ${pattern} ESCAPE '\\' AND o.path > ${after}
+                ORDER BY o.path
+                LIMIT ${LIST_PAGE}`.pipe(
+                q("list"),
+                retry("list"),
+                Effect.map((rows) =>
+                  [
+                    Chunk.unsafeFromArray(rows.map((r) =>
+                      toStat(new BlobLocator.BlobLocator({ scheme: p.scheme, bucket: p.bucket, path: r.path }), r)
+                    )),
+                    rows.length === LIST_PAGE ? Option.some(rows[rows.length - 1]!.path) : Option.none()
+                  ] as const
+                )
+              )
+            return Stream.paginateChunkEffect("", page).pipe(instrument.observeStream("list"))
+          }
+        }
+      )
+
+    const upsertObject = (l: BlobLocator.BlobLocator, putOptions: PutOptions | undefined) =>
+      sql`INSERT INTO objects (scheme, bucket, path, content_id, content_type, metadata, last_modified)
+          SELECT ${l.scheme}, ${l.bucket}, ${l.path}, id, ${putOptions?.contentType ?? null},
+                 ${JSON.stringify(putOptions?.metadata ?? {})}::jsonb, clock_timestamp()
+          FROM content
+          ON CONFLICT (scheme, bucket, path) DO UPDATE SET
+            content_id = EXCLUDED.content_id, content_type = EXCLUDED.content_type,
+            metadata = EXCLUDED.metadata, last_modified = EXCLUDED.last_modified
+          RETURNING content_id::text AS content_id, last_modified`
+
+    const put: MutableObjectStoreShape["put"] = (locator, putOptions) =>
+      Sink.unwrap(
+        Effect.gen(function*() {
+          const l = yield* checkLocator("put", locator)
+          yield* checkOptions(putOptions)
+          // The transaction opens with the first full chunk: an object that fits in one chunk is
+          // written by a single statement at the end, which is atomic by itself.
+          let tx: OpenTransaction | undefined
+          // Holds the transaction's connection; closed (rolling back unless committed) when the sink ends.
+          let scope: Scope.CloseableScope | undefined
+          let id = ""
+          let size = 0
+          let seq = 0
+          let committed = false
+          // One reusable chunk buffer: memory stays at one chunk whatever the object's size. It starts
+          // small and doubles up to the chunk size, so that small objects do not allocate a whole chunk.
+          let buffer: Buffer | undefined
+          let used = 0
+          const end = (exit: Exit.Exit<ObjectStat, ObjectStoreError>): Effect.Effect<void> =>
+            Effect.suspend(() => {
+              const release = scope === undefined ? Effect.void : Scope.close(scope, exit)
+              scope = undefined
+              return committed || (tx === undefined && size === 0)
+                ? release
+                : Effect.zipRight(
+                  release,
+                  Effect.flatMap(Events.now, (at) =>
+                    instrument.publish(
+                      new UploadAborted({ backend: BACKEND, at, locator: BlobLocator.render(l), why: "the put did not complete" })
+                    ))
+                )
+            })
+
+          const begin = Effect.gen(function*() {
+            scope = yield* Scope.make()
+            const opened = yield* q("put")(Scope.extend(open(sql), scope))
+            const ids = yield* opened.run(sql<{ readonly id: string }>`SELECT nextval('object_content_ids')::text AS id`).pipe(
+              q("put")
+            )
+            id = ids[0]!.id
+            tx = opened
+            return opened
+          })
+
+          const insert = (data: Buffer) =>
+            Effect.gen(function*() {
+              const t = tx ?? (yield* begin)
+              yield* t.run(sql`INSERT INTO object_chunks (content_id, seq, data) VALUES (${id}::bigint, ${seq}, ${data})`).pipe(
+                q("put")
+              )
+              seq++
+            })
+
+          /**
+           * Takes `bytes` from `offset` on: copies synchronously into the chunk buffer and
+           * only becomes an effect when a full chunk must be written first (small objects never do).
+           */
+          const write = (bytes: Uint8Array, offset: number): Effect.Effect<void, ObjectStoreError> => {
+            while (offset < bytes.length) {
+              if (used === 0 && bytes.length - offset >= chunkSize) {
+                // A whole chunk inside the input: sent from the caller's array, no copy.
+                const next = offset + chunkSize
+                return Effect.zipRight(insert(bufferOf(bytes.subarray(offset, next))), Effect.suspend(() => write(bytes, next)))
+              }
+              const n = Math.min(chunkSize - used, bytes.length - offset)
+              if (buffer === undefined || buffer.length < used + n) buffer = grow(buffer, used, used + n)
+              buffer.set(bytes.subarray(offset, offset + n), used)
+              used += n
+              offset += n
+              if (used === chunkSize) {
+                const next = offset
+                const full = buffer
+                // Reused afterwards: safe, the statement has completed, so pg has serialized the bytes.
+                return Effect.zipRight(
+                  insert(full),
+                  Effect.suspend(() => {
+                    used = 0
+                    return write(bytes, next)
+                  })
+                )
+              }
+            }
+            return Effect.void
+          }
+
+          const writeAll = (chunks: Chunk.Chunk<Uint8Array>): Effect.Effect<void, ObjectStoreError> => {
+            const items = Chunk.toReadonlyArray(chunks)
+            const from = (i: number): Effect.Effect<void, ObjectStoreError> => {
+              for (; i < items.length; i++) {
+                const bytes = items[i]!
+                size += bytes.length
+                const pending = write(bytes, 0)
+                // `Effect.void` is a singleton: anything else is a chunk insert to wait for.
+                if (pending !== Effect.void) {
+                  const rest = i + 1
+                  return Effect.zipRight(pending, Effect.suspend(() => from(rest)))
+                }
+              }
+              return Effect.void
+            }
+            return Effect.suspend(() => from(0))
+          }
+
+          const finish = Effect.gen(function*() {
+            if (putOptions?.size !== undefined && putOptions.size !== size) {
+              return yield* fail("put", "InvalidInput", `declared ${putOptions.size} bytes but the stream had ${size}`)
+            }
+            const tail = buffer === undefined ? Buffer.alloc(0) : buffer.subarray(0, used)
+            let row: { readonly content_id: string; readonly last_modified: Date }
+            if (tx === undefined) {
+              // Small object: content, its one chunk and the object row in one statement.
+              const rows = yield* sql<{ readonly content_id: string; readonly last_modified: Date }>`
+                WITH content AS (
+                  INSERT INTO object_contents (id, size, chunk_size)
+                  VALUES (nextval('object_content_ids'), ${size}, ${chunkSize})
+                  RETURNING id
+                ), chunk AS (
+                  INSERT INTO object_chunks (content_id, seq, data)
+                  SELECT id, 0, ${tail} FROM content WHERE ${size}::bigint > 0
+                )
+                ${upsertObject(l, putOptions)}`.pipe(q("put"))
+              row = rows[0]!
+            } else {
+              if (used > 0) yield* insert(tail)
+              const rows = yield* tx.run(sql<{ readonly content_id: string; readonly last_modified: Date }>`
+                WITH content AS (
+                  INSERT INTO object_contents (id, size, chunk_size) VALUES (${id}::bigint, ${size}, ${chunkSize})
+                  RETURNING id
+                )
+                ${upsertObject(l, putOptions)}`).pipe(q("put"))
+              row = rows[0]!
+              yield* q("put")(tx.commit)
+            }
+            used = 0
+            committed = true
+            yield* metrics.bytesWritten(size)
+            const at = yield* Events.now
+            yield* instrument.publish(new ObjectWritten({ backend: BACKEND, at, locator: BlobLocator.render(l), size }))
+            return toStat(l, {
+              content_id: row.content_id,
+              content_type: putOptions?.contentType ?? null,
+              metadata: putOptions?.metadata ?? {},
+              last_modified: row.last_modified,
+              size: String(size)
+            })
+          })
+
+          return Sink.forEachChunk(writeAll).pipe(
+            Sink.mapEffect(() => finish),
+            Sink.ensuringWith(end)
+          )
+        })
+      ).pipe(instrument.observeSink("put"))
+
+    const del: MutableObjectStoreShape["delete"] = (locator) =>
+      checkLocator("delete", locator).pipe(
+        Effect.flatMap((l) =>
+          sql`DELETE FROM objects WHERE scheme = ${l.scheme} AND bucket = ${l.bucket} AND path = ${l.path}`.pipe(
+            q("delete"),
+            retry("delete"),
+            Effect.zipRight(Events.now),
+            Effect.flatMap((at) =>
+              instrument.publish(new ObjectDeleted({ backend: BACKEND, at, locator: BlobLocator.render(l) }))
+            )
+          )
+        ),
+        instrument.observe("delete")
+      )
+
+    const copy: MutableObjectStoreShape["copy"] = (source, destination) =>
+      Effect.gen(function*() {
+        const from = yield* checkLocator("copy", source)
+        const to = yield* checkLocator("copy", destination)
+        // One statement: the destination points at the source's content (the trigger counts the reference).
+        const rows = yield* sql<ObjectRow>`
+          WITH src AS (
+            SELECT content_id, content_type, metadata FROM objects
+            WHERE scheme = ${from.scheme} AND bucket = ${from.bucket} AND path = ${from.path}
+          ), written AS (
+            INSERT INTO objects (scheme, bucket, path, content_id, content_type, metadata, last_modified)
+            SELECT ${to.scheme}, ${to.bucket}, ${to.path}, content_id, content_type, metadata, clock_timestamp() FROM src
+            ON CONFLICT (scheme, bucket, path) DO UPDATE SET
+              content_id = EXCLUDED.content_id, content_type = EXCLUDED.content_type,
+              metadata = EXCLUDED.metadata, last_modified = EXCLUDED.last_modified
+            RETURNING content_id, content_type, metadata, last_modified
+          )
+          SELECT w.content_id::text AS content_id, w.content_type, w.metadata, w.last_modified, c.size::text AS size
+          FROM written w JOIN object_contents c ON c.id = w.content_id`.pipe(
+          // The source's content was deleted between reading and referencing it: the source is gone.
+          Effect.catchIf(
+            (e) => sqlState(e) === "23503",
+            () => Effect.fail(fail("copy", "NotFound", `no object at ${BlobLocator.render(from)}`))
+          ),
+          q("copy"),
+          retry("copy")
+        )
+        if (rows.length === 0) return yield* fail("copy", "NotFound", `no object at ${BlobLocator.render(from)}`)
+        const at = yield* Events.now
+        yield* instrument.publish(
+          new ObjectCopied({
+            backend: BACKEND,
+            at,
+            source: BlobLocator.render(from),
+            destination: BlobLocator.render(to),
+            moved: false
+          })
+        )
+        return toStat(to, rows[0]!)
+      }).pipe(instrument.observe("copy"))
+
+    const move: MutableObjectStoreShape["move"] = (source, destination) =>
+      Effect.gen(function*() {
+        const from = yield* checkLocator("move", source)
+        const to = yield* checkLocator("move", destination)
+        const row = yield* inTransaction(Effect.gen(function*() {
+          const found = yield* sql<ObjectRow>`
+            SELECT o.content_id::text AS content_id, o.content_type, o.metadata, o.last_modified, c.size::text AS size
+            FROM objects o JOIN object_contents c ON c.id = o.content_id
+            WHERE o.scheme = ${from.scheme} AND o.bucket = ${from.bucket} AND o.path = ${from.path}
+            FOR UPDATE OF o`
+          if (found.length === 0) return yield* fail("move", "NotFound", `no object at ${BlobLocator.render(from)}`)
+          if (BlobLocator.render(from) !== BlobLocator.render(to)) {
+            // Reference the content from the destination first, then drop the source: the content's
+            // count goes 1 -> 2 -> 1 and is never collected in between. An upsert, so a destination
+            // being written by another transaction is waited for and then replaced, not a conflict.
+            yield* sql`
+              INSERT INTO objects (scheme, bucket, path, content_id, content_type, metadata, last_modified)
+              SELECT ${to.scheme}, ${to.bucket}, ${to.path}, content_id, content_type, metadata, last_modified
+              FROM objects WHERE scheme = ${from.scheme} AND bucket = ${from.bucket} AND path = ${from.path}
+              ON CONFLICT (scheme, bucket, path) DO UPDATE SET
+                content_id = EXCLUDED.content_id, content_type = EXCLUDED.content_type,
+                metadata = EXCLUDED.metadata, last_modified = EXCLUDED.last_modified`
+            yield* sql`DELETE FROM objects WHERE scheme = ${from.scheme} AND bucket = ${from.bucket} AND path = ${from.path}`
+          }
+          return found[0]!
+        })).pipe(q("move"), retry("move", repeatable))
+        const at = yield* Events.now
+        const size = num(row.size)
+        yield* instrument.publish(new ObjectWritten({ backend: BACKEND, at, locator: BlobLocator.render(to), size }))
+        yield* instrument.publish(
+          new ObjectCopied({
+            backend: BACKEND,
+            at,
+            source: BlobLocator.render(from),
+            destination: BlobLocator.render(to),
+            moved: true
+          })
+        )
+        return toStat(to, row)
+      }).pipe(instrument.observe("move"))
+
+    return { head, list, get, put, delete: del, copy, move }
+  })
+
+/** Both object store ports from one PostgreSQL store. */
+export const layer = (
+  options: Options = {}
+): Layer.Layer<MutableObjectStore | ImmutableObjectStore, ObjectStoreError, SqlClient> =>
+  Layer.effectContext(
+    Effect.map(make(options), (store) => Context.make(MutableObjectStore, store).pipe(Context.add(ImmutableObjectStore, store)))
+  )
+
+/** Only the read side (PgImmutableObjectStore), e.g. for a read-only database role. */
+export const layerImmutable = (options: Options = {}): Layer.Layer<ImmutableObjectStore, ObjectStoreError, SqlClient> =>
+  Layer.effect(ImmutableObjectStore, make(options))
