@@ -11,3 +11,4 @@ export {
 } from "./ObjectStore.js"
 export { RangeTracker } from "./RangeTracker.js"
 export { ReplicaIndex } from "./ReplicaIndex.js"
+export { UnitOfWork } from "./UnitOfWork.js"

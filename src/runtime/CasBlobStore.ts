@@ -6,6 +6,8 @@
  * - a KeyValueStore holds blob records (`blobs/<key>`) and, in the chunked
  *   layout, block records with reference counts (`blocks/<key>`); see BlobMeta,
  * - a ReplicaIndex learns the locator of every object written,
+ * - a UnitOfWork, when the backend offers one (PostgreSQL), makes each
+ *   finalizing step below one transaction across those ports,
  * - MetricsRegistry and BackendEvents, when present, get metrics and events.
  *
  * Objects live under `<scheme>://<bucket>/`:
@@ -18,7 +20,8 @@
  * (and counted against `maxSize`, which fails at once). When the input ends
  * the key is known; a key other than `plan.expectedKey` fails and stores
  * nothing. The blob record then moves through a small state machine, every
- * step one compareAndSet:
+ * step one compareAndSet (on a transactional backend, claim and publish
+ * commit together, see below):
  *
  *   absent --claim--> Pending --move staging to address--> Live
  *   Live --delete--> Deleting --remove object--> absent
@@ -35,6 +38,18 @@
  * its staging object and leaves no record; the claim-move-publish step is
  * uninterruptible.
  *
+ * On a transactional backend (a UnitOfWork in the context) that step (claim,
+ * move, publish Live, add the replica) is also one transaction: the object
+ * appears at its address together with its Live record and replica entry, or
+ * none of them does. Other writers then never see our Pending record (it is
+ * uncommitted); a concurrent put of the same content reads the record as
+ * absent, and its own claim waits on the row lock of ours, then fails (we
+ * committed Live: the next round finds it and deduplicates) or succeeds (we
+ * rolled back). Waiting on a lock replaces polling, but the loop is the same.
+ * A failed step leaves the bytes at the staging address, which the put then
+ * removes; a transient failure of the step is retried whole, because inside
+ * a transaction the ports do not retry on their own.
+ *
  * Chunked put. The stream is cut into content-defined blocks (FastCDC, see
  * Chunker). Each block is hashed and stored once under its own key: the
  * first writer puts the object and creates the block record with one
@@ -43,7 +58,8 @@
  * put holds at most about five blocks (`max` bytes each) in memory. The blob record, published at
  * the end, holds the manifest and owns one reference per distinct block;
  * references taken by a put that fails, is interrupted or finds the blob
- * already stored are released. Deleting a blob releases its references and
+ * already stored are released. Publishing is a UnitOfWork step too (the
+ * references count as owned only once it has committed). Deleting a blob releases its references and
  * removes its record in one atomic `commit`; a block whose count drops to
  * zero is marked Deleting, its object removed, then its record.
  *
@@ -59,15 +75,16 @@
  *
  * Errors of the underlying ports keep their reason (`fromPortError`); the
  * ports' own backends already retry transient failures, so nothing is
- * retried here again.
+ * retried here again, except a whole UnitOfWork step (see above).
  *
  * Known limits. A process that dies mid-put leaves its staging object
  * (or, chunked, block references that are never released: space, never
  * data); nothing sweeps them yet. A delete stalled between hiding a blob
  * and removing its object for longer than `lease` can remove bytes that a
- * later put of the same content placed at the same address. The replica
- * entry is recorded after the blob is published: if that fails, the put
- * fails although the blob is stored (a retry reports it deduplicated).
+ * later put of the same content placed at the same address. Without a
+ * UnitOfWork the replica entry is recorded after the blob is published: if
+ * that fails, the put fails although the blob is stored (a retry reports it
+ * deduplicated); with one, the failure undoes the publication as well.
  */
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
@@ -93,6 +110,7 @@ import { KeyValueStore, type KvCheck, type KvWrite } from "../ports/KeyValueStor
 import * as KV from "../ports/KeyValueStore.js"
 import { MutableObjectStore } from "../ports/ObjectStore.js"
 import { ReplicaIndex } from "../ports/ReplicaIndex.js"
+import { UnitOfWork } from "../ports/UnitOfWork.js"
 import * as BlobMeta from "./BlobMeta.js"
 import * as Chunker from "./Chunker.js"
 import * as Events from "./Events.js"
@@ -295,7 +313,10 @@ interface Stored {
   readonly deduplicated: boolean
 }
 
-/** Builds a CasBlobStore over the object store, key-value store and replica index in the context. */
+/**
+ * Builds a CasBlobStore over the object store, key-value store and replica
+ * index in the context, finalizing puts atomically when a UnitOfWork is there too.
+ */
 export const make = (
   options: Options = {}
 ): Effect.Effect<BlobStore["Type"], never, MutableObjectStore | KeyValueStore | ReplicaIndex> =>
@@ -303,6 +324,7 @@ export const make = (
     const objects = yield* MutableObjectStore
     const kv = yield* KeyValueStore
     const replicas = yield* ReplicaIndex
+    const unitOfWork = yield* Effect.serviceOption(UnitOfWork)
     const instrument = yield* Instrument.make(BACKEND, "BlobStore")
     const settings = resolve(options)
     const leaseMillis = Either.match(settings, { onLeft: () => Duration.toMillis(defaults.lease), onRight: (s) => s.leaseMillis })
@@ -349,6 +371,24 @@ export const make = (
 
     const cas = (method: string, kvKey: string, expected: Option.Option<Uint8Array>, next: Option.Option<Uint8Array>) =>
       Effect.mapError(kv.compareAndSet(kvKey, expected, next), fromPortError(method))
+
+    /**
+     * Runs a finalizing step as one transaction when the backend offers a
+     * UnitOfWork, and as it is otherwise. In a transaction, `rolledBack`
+     * runs after each failed attempt (the step's writes are undone, so
+     * in-memory state must follow), and a transient failure is retried
+     * whole, since the ports retry nothing inside a caller's transaction.
+     */
+    const atomically = <A, R>(method: string, step: Effect.Effect<A, BlobError, R>, rolledBack: Effect.Effect<void> = Effect.void) =>
+      Option.match(unitOfWork, {
+        onNone: () => step,
+        onSome: (uow) =>
+          uow.atomically(step).pipe(
+            Effect.mapError((e) => (e instanceof BlobError ? e : fromPortError(method)(e))),
+            Effect.onError(() => rolledBack),
+            instrument.retry(method)
+          )
+      })
 
     const now = Clock.currentTimeMillis
     const isStale = (since: number, at: number) => at - since > leaseMillis
@@ -545,7 +585,8 @@ export const make = (
           const claimed = mine ? Effect.succeed(true) : cas("put", kvKey, raw, claim)
           // Put the claim back as it was (e.g. a Deleting record, so that its address stays avoided).
           const release = Effect.ignore(cas("put", kvKey, claim, mine ? Option.none() : raw))
-          const published = yield* Effect.uninterruptible(Effect.gen(function*() {
+          const before = place.source
+          const step = Effect.gen(function*() {
             if (!(yield* claimed)) return Option.none<Stored>()
             if (!sameLocator(place.source, target)) {
               yield* Effect.tapError(Effect.mapError(objects.move(place.source, target), fromPortError("put")), () => release)
@@ -565,7 +606,11 @@ export const make = (
             if (!(yield* cas("put", kvKey, claim, Option.some(live)))) return Option.none<Stored>()
             yield* Effect.mapError(replicas.add(key, target), fromPortError("put"))
             return Option.some<Stored>({ locator: target, deduplicated: false })
-          }))
+          })
+          // A failed transaction has undone the move too: the bytes are back where they were.
+          const published = yield* Effect.uninterruptible(
+            atomically("put", step, Effect.sync(() => (place.source = before)))
+          )
           if (Option.isSome(published)) return published.value
         }
       })
@@ -597,8 +642,12 @@ export const make = (
             contentType,
             storage: { _tag: "Chunked", blockBase: s.blockBase, blocks }
           }
+          // The record owns the references only once it is committed.
           const ok = yield* Effect.uninterruptible(
-            Effect.tap(cas("put", kvKey, raw, Option.some(BlobMeta.encodeBlob(key, live))), (ok) => ok ? Effect.sync(onOwned) : Effect.void)
+            Effect.tap(
+              atomically("put", cas("put", kvKey, raw, Option.some(BlobMeta.encodeBlob(key, live)))),
+              (ok) => ok ? Effect.sync(onOwned) : Effect.void
+            )
           )
           if (ok) return { locator: reportedLocator(key, live), deduplicated: false } satisfies Stored
         }

@@ -29,6 +29,7 @@ import type { KeyValueStore } from "../../ports/KeyValueStore.js"
 import type { ImmutableObjectStore, MutableObjectStore } from "../../ports/ObjectStore.js"
 import type { RangeTracker } from "../../ports/RangeTracker.js"
 import type { ReplicaIndex } from "../../ports/ReplicaIndex.js"
+import { UnitOfWork } from "../../ports/UnitOfWork.js"
 import { transaction } from "./internal/sql.js"
 import { BACKEND, metadataError, registerSecret, scrub } from "./PgErrors.js"
 import * as PgKeyValueStore from "./PgKeyValueStore.js"
@@ -60,6 +61,9 @@ export interface Options {
 
 /** The five ports of the backend, and the unit of work that spans them. */
 export type Ports = MutableObjectStore | ImmutableObjectStore | KeyValueStore | RangeTracker | ReplicaIndex | UnitOfWork
+
+/** The backend-neutral port, re-exported for callers that import it from here. */
+export { UnitOfWork }
 
 /** The underlying `pg` pool, for tools and the raw-driver benchmark. */
 export class PgPool extends Context.Tag("graviton/pg/PgPool")<PgPool, Pg.Pool>() {}
@@ -171,18 +175,6 @@ export const live = (
 }
 
 /**
- * A unit of work across ports: `atomically(effect)` commits the writes that
- * PostgreSQL ports make inside `effect` together, or none of them. Keyed
- * "graviton/UnitOfWork" so that a backend-neutral port of that key and shape
- * (which CasBlobStore can look up with `Effect.serviceOption` to wrap its
- * claim-move-publish step) resolves to this service.
- */
-export class UnitOfWork extends Context.Tag("graviton/UnitOfWork")<UnitOfWork, {
-  /** Runs `effect` in one transaction (a savepoint when one is already open). */
-  readonly atomically: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | MetadataError, R>
-}>() {}
-
-/**
  * Runs `effect` in one database transaction: PostgreSQL ports called inside
  * it join that transaction (nested transactions become savepoints), so their
  * writes commit together or not at all. The hook for a unit of work that
@@ -194,7 +186,11 @@ export const unitOfWork = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effe
       Effect.catchIf((e): e is SqlError => e instanceof SqlError, (e) => Effect.fail(metadataError("commit")(e)))
     ))
 
-/** UnitOfWork over the SqlClient of the context. */
+/**
+ * The UnitOfWork port over the SqlClient of the context: `atomically`
+ * commits the writes that PostgreSQL ports make inside it together, or none
+ * of them (CasBlobStore wraps its claim-move-publish step in it).
+ */
 export const unitOfWorkLayer: Layer.Layer<UnitOfWork, never, SqlClient> = Layer.effect(
   UnitOfWork,
   Effect.map(SqlClient, (sql) => ({
