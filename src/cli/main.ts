@@ -1,10 +1,110 @@
-/** The `graviton` command line: the commands arrive with the CAS/CLI issue; for now it explains itself. */
-const help = `graviton — content-addressed blob storage on Effect
+/**
+ * The `graviton` command line. Parses arguments with @effect/cli, runs the
+ * chosen command under NodeRuntime.runMain, and turns the outcome into an
+ * exit code: expected failures print one line on stderr (see exitCodes.ts),
+ * only defects print a stack trace.
+ */
+import * as CliConfig from "@effect/cli/CliConfig"
+import * as Command from "@effect/cli/Command"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { readFileSync } from "node:fs"
+import { cat, get } from "./commands/get.js"
+import { ls } from "./commands/ls.js"
+import { metrics } from "./commands/metrics.js"
+import { put } from "./commands/put.js"
+import { rm } from "./commands/rm.js"
+import { stat } from "./commands/stat.js"
+import { verify } from "./commands/verify.js"
+import { AlreadyReported, classify, ExitCode } from "./exitCodes.js"
+import * as Globals from "./globals.js"
+import * as Stores from "./stores.js"
 
-Usage: graviton <command> [options]
+const version: string = (() => {
+  try {
+    return JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")).version
+  } catch {
+    return "unknown"
+  }
+})()
 
-The command set (put, get, cat, stat, rm, ls, verify, metrics) is being built;
-this build provides the library: ports, core values and the memory and
-filesystem backends. See README.md.
+const cliConfig = CliConfig.make({ showBuiltIns: false })
+
+const subcommands = [put, get, cat, stat, rm, ls, verify, metrics] as const
+
+/** What `graviton` with no command prints: a short map (each command's `--help` has the details). */
+export const overview = `graviton ${version}: content-addressed blob storage
+
+Usage: graviton [global options] <command> [arguments] [options]
+
+Commands:
+  put <file|->           store a file (- = standard input), print its key
+  get <key> [-o file]    read a blob, verified; -o writes the file only once verified
+  cat <key>              write a blob to standard output, verified
+  stat <key>             size, location and creation time of a blob
+  rm <key>               remove a blob (succeeds when it is not stored)
+  ls                     list stored keys with their sizes
+  verify [key]           re-hash stored blobs, report corrupted ones (exit 4)
+  metrics                metrics in Prometheus text format
+
+Global options (before or after the command):
+  --store ${Stores.names().join("|")}   which store (default: embedded, local files + LevelDB)
+  --home <dir>           embedded store directory (default: GRAVITON_HOME or ./.graviton)
+  --layout monolithic|chunked   layout of new blobs (default: GRAVITON_LAYOUT or monolithic)
+  --json                 machine-readable output
+
+Exit codes: 0 ok, 2 bad input or usage, 3 not found, 4 corrupted, 5 storage failure, 1 internal error.
+More: graviton <command> --help, and docs/cli.md.
 `
-process.stdout.write(help)
+
+/** The whole command tree; `graviton` alone prints the overview. */
+export const command = Globals.root.pipe(
+  Command.withHandler(() => Effect.sync(() => process.stdout.write(overview))),
+  Command.withSubcommands(subcommands),
+  Command.withDescription("Content-addressed blob storage: put bytes in, get a key; get verified bytes back by key")
+)
+
+const cli = Command.run(command, { name: "graviton", version, executable: "graviton" })
+
+/** Runs the CLI on `argv`; every expected failure becomes `AlreadyReported(code)` after printing its message. */
+export const program = (argv: ReadonlyArray<string>): Effect.Effect<void, AlreadyReported> =>
+  Effect.suspend(() => cli(argv)).pipe(
+    Effect.catchAll((error) => {
+      const classified = classify(error)
+      // Unknown error types are bugs: rethrown as defects so their trace is printed.
+      if (classified === undefined) return Effect.die(error)
+      return Effect.zipRight(
+        classified.message === undefined
+          ? Effect.void
+          : Effect.sync(() => process.stderr.write(`graviton: ${classified.message}\n`)),
+        Effect.fail(new AlreadyReported({ code: classified.code }))
+      )
+    }),
+    Effect.provide(Layer.merge(NodeContext.layer, CliConfig.layer(cliConfig)))
+  )
+
+/** Exit code of a finished run; prints the trace of a defect. */
+export const exitCode = (exit: Exit.Exit<void, AlreadyReported>): number => {
+  if (Exit.isSuccess(exit)) return ExitCode.Ok
+  if (Cause.isInterruptedOnly(exit.cause)) return ExitCode.Interrupted
+  const failure = Cause.failureOption(exit.cause)
+  if (Option.isSome(failure)) return failure.value.code
+  process.stderr.write(`graviton: internal error (a bug; please report it):\n${Cause.pretty(exit.cause)}\n`)
+  return ExitCode.Internal
+}
+
+// A closed pipe on stdout (`graviton cat KEY | head`) ends the command quietly.
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code === "EPIPE") process.exit(ExitCode.Ok)
+  throw error
+})
+
+NodeRuntime.runMain(program(process.argv), {
+  disableErrorReporting: true,
+  teardown: (exit, onExit) => onExit(exitCode(exit as Exit.Exit<void, AlreadyReported>))
+})

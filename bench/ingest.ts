@@ -1,0 +1,315 @@
+/**
+ * Ingest and read-back throughput of the `graviton` CLI on the embedded
+ * default (fs + LevelDB), against the physical ceilings measured in the
+ * same run on the same generated file:
+ *
+ *   put  vs  read + hash (same algorithm, one process: the ceiling the issue names)
+ *   put  vs  read + hash + write (one process, serial: what a put must do at least)
+ *   put  vs  a plain file copy (fs.copyFile)
+ *   get  vs  read + hash, and vs a plain read
+ *
+ * for both layouts (monolithic, chunked). Each `graviton` run is a child
+ * process with a fresh home (put) or a prepared one (get), so its figure
+ * includes Node + tsx start-up; the same work is also measured in this
+ * process (`inprocess`) to separate start-up from throughput. Peak RSS is
+ * measured on separate CLI processes (GNU time).
+ *
+ * Sizes: 1 GiB (BENCH_QUICK=1: 64 MiB). BENCH_HUGE=1 adds a 4 GiB RSS check.
+ * BENCH_LAYOUTS=monolithic limits the layouts; BENCH_ALGORITHM=blake3 switches the hash.
+ */
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
+import { createBLAKE3 } from "hash-wasm"
+import { spawn } from "node:child_process"
+import { createHash, randomFillSync } from "node:crypto"
+import * as fs from "node:fs"
+import * as fsp from "node:fs/promises"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import * as EmbeddedLayers from "../src/backends/embedded/EmbeddedLayers.js"
+import * as Io from "../src/cli/io.js"
+import * as Stores from "../src/cli/stores.js"
+import * as BinaryKey from "../src/core/BinaryKey.js"
+import type { HashAlgorithm } from "../src/core/BinaryKey.js"
+import { BlobStore } from "../src/ports/BlobStore.js"
+import * as Bench from "./harness.js"
+
+const MiB = 1024 * 1024
+const size = Bench.size(1024 * MiB, 64 * MiB)
+const runs = Bench.size(3, 3)
+const algorithm: HashAlgorithm = process.env.BENCH_ALGORITHM === "blake3" ? "blake3" : "sha256"
+const layouts = (process.env.BENCH_LAYOUTS ?? "monolithic,chunked").split(",") as Array<"monolithic" | "chunked">
+const bin = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "bin", "graviton.js")
+const work = fs.mkdtempSync(path.join(os.tmpdir(), "graviton-bench-ingest-"))
+const label = `${size / MiB}MiB`
+
+/** Writes `bytes` of random data (incompressible, no accidental block dedup) to `file`. */
+const generate = (file: string, bytes: number) => {
+  const fd = fs.openSync(file, "w")
+  const buffer = Buffer.allocUnsafe(8 * MiB)
+  for (let written = 0; written < bytes; written += buffer.length) {
+    randomFillSync(buffer)
+    fs.writeSync(fd, buffer, 0, Math.min(buffer.length, bytes - written))
+  }
+  fs.closeSync(fd)
+}
+
+const input = path.join(work, "input.bin")
+generate(input, size)
+
+// ---------------------------------------------------------------- baselines
+
+const makeHasher = async () => {
+  if (algorithm === "sha256") {
+    const h = createHash("sha256")
+    return { update: (c: Uint8Array) => void h.update(c), digest: () => h.digest("hex") }
+  }
+  const h = await createBLAKE3()
+  h.init()
+  return { update: (c: Uint8Array) => void h.update(c), digest: () => h.digest("hex") }
+}
+
+/**
+ * Reads the file in 1 MiB chunks, optionally hashing each and writing it to
+ * `copyTo`: the ceilings of a single-stream get (read + hash) and put (read +
+ * hash + write). One reused buffer: no allocation, no garbage collection.
+ */
+const readFile = async (file: string, hash: boolean, copyTo?: string): Promise<string> => {
+  const handle = await fsp.open(file, "r")
+  const out = copyTo === undefined ? undefined : await fsp.open(copyTo, "w")
+  const hasher = hash ? await makeHasher() : undefined
+  const buffer = Buffer.allocUnsafe(MiB)
+  try {
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, 0, MiB, null)
+      if (bytesRead === 0) break
+      hasher?.update(buffer.subarray(0, bytesRead))
+      if (out !== undefined) await out.write(buffer, 0, bytesRead, null)
+    }
+  } finally {
+    await handle.close()
+    await out?.close()
+  }
+  return hasher?.digest() ?? ""
+}
+
+const mbps = (run: () => Promise<unknown>) => async () => Bench.mbps(size, await Bench.time(run))
+
+const hashOnly = mbps(() => readFile(input, true))
+const readOnly = mbps(() => readFile(input, false))
+const hashAndWrite = async () => {
+  const target = path.join(work, "written.bin")
+  const figure = Bench.mbps(size, await Bench.time(() => readFile(input, true, target)))
+  await fsp.rm(target)
+  return figure
+}
+const copyFile = mbps(async () => {
+  const target = path.join(work, "copy.bin")
+  await fsp.copyFile(input, target)
+  await fsp.rm(target)
+})
+
+// ---------------------------------------------------------------- the CLI
+
+interface Exit {
+  readonly code: number | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+const cli = (args: ReadonlyArray<string>, env: Record<string, string>): Promise<Exit> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], {
+      env: { ...process.env, GRAVITON_NO_PROGRESS: "1", ...env },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (d) => (stdout += d))
+    child.stderr.on("data", (d) => (stderr += d))
+    child.on("error", reject)
+    child.on("close", (code) => resolve({ code, stdout, stderr }))
+  })
+
+const cliOk = async (args: ReadonlyArray<string>, env: Record<string, string>): Promise<Exit> => {
+  const exit = await cli(args, env)
+  if (exit.code !== 0) throw new Error(`graviton ${args.join(" ")} exited ${exit.code}: ${exit.stderr}`)
+  return exit
+}
+
+const freshHome = () => fs.mkdtempSync(path.join(work, "home-"))
+
+const layoutEnv = (layout: string, home: string) => ({ GRAVITON_HOME: home, GRAVITON_LAYOUT: layout })
+
+/** `graviton put` in a child process with a fresh home; MB/s over the whole process lifetime. */
+const putCli = (layout: string) => async () => {
+  const home = freshHome()
+  const seconds = await Bench.time(() => cliOk(["put", input, "--algorithm", algorithm], layoutEnv(layout, home)))
+  await fsp.rm(home, { recursive: true, force: true })
+  return Bench.mbps(size, seconds)
+}
+
+/** `graviton get -o` in a child process from a prepared home. */
+const getCli = (layout: string, home: string, key: string) => async () => {
+  const target = path.join(work, "out.bin")
+  const seconds = await Bench.time(() => cliOk(["get", key, "-o", target], layoutEnv(layout, home)))
+  await fsp.rm(target, { force: true })
+  return Bench.mbps(size, seconds)
+}
+
+// ---------------------------------------------------------------- in process
+
+const settings = (layout: "monolithic" | "chunked", home: string) =>
+  EmbeddedLayers.live({ home, layout: Stores.casLayout(layout), algorithm })
+
+/** The CLI's put pipeline (file source → BlobStore.put) in this process; only the transfer is timed. */
+const putInProcess = (layout: "monolithic" | "chunked") => async () => {
+  const home = freshHome()
+  const seconds = await Effect.runPromise(
+    Effect.scoped(Effect.gen(function*() {
+      const store = yield* BlobStore
+      const started = performance.now()
+      const file = yield* Io.fileInput(input)
+      yield* Stream.run(file.stream, store.put({ algorithm }))
+      return (performance.now() - started) / 1000
+    })).pipe(Effect.provide(settings(layout, home)))
+  )
+  await fsp.rm(home, { recursive: true, force: true })
+  return Bench.mbps(size, seconds)
+}
+
+/** The CLI's `get -o` pipeline (verified BlobStore.get → temp file → rename) in this process. */
+const getInProcess = (layout: "monolithic" | "chunked", home: string, key: BinaryKey.BinaryKey) => async () => {
+  const target = path.join(work, "out.bin")
+  const seconds = await Effect.runPromise(
+    Effect.gen(function*() {
+      const store = yield* BlobStore
+      const started = performance.now()
+      yield* Io.writeFileAtomically(target, store.get(key))
+      return (performance.now() - started) / 1000
+    }).pipe(Effect.provide(settings(layout, home)))
+  )
+  await fsp.rm(target, { force: true })
+  return Bench.mbps(size, seconds)
+}
+
+// ---------------------------------------------------------------- run
+
+const startup = async () => {
+  const home = freshHome()
+  const times: Array<number> = []
+  for (let i = 0; i < 3; i++) times.push(await Bench.time(() => cliOk(["ls"], { GRAVITON_HOME: home })))
+  await fsp.rm(home, { recursive: true, force: true })
+  return Bench.median(times) * 1000
+}
+
+console.log(`ingest: ${label} of random data, ${algorithm}, layouts ${layouts.join(", ")}, work dir ${work}`)
+try {
+  const startupMs = await startup()
+  Bench.single("ingest.cli.startup", "ms", startupMs)
+  console.log(`  CLI start-up (graviton ls on an empty store): ${startupMs.toFixed(0)} ms`)
+
+  for (const layout of layouts) {
+    const name = (what: string) => `ingest.${what}.${layout}.${algorithm}.${label}`
+    await Bench.compare({
+      name: name("put.cli"),
+      unit: "MB/s",
+      baselineName: `read + ${algorithm} (one process)`,
+      higherIsBetter: true,
+      runs,
+      ours: putCli(layout),
+      baseline: hashOnly
+    })
+    await Bench.compare({
+      name: name("put.inprocess"),
+      unit: "MB/s",
+      baselineName: `read + ${algorithm} (one process)`,
+      higherIsBetter: true,
+      runs,
+      ours: putInProcess(layout),
+      baseline: hashOnly
+    })
+    await Bench.compare({
+      name: name("put.inprocess.vs-hash-write"),
+      unit: "MB/s",
+      baselineName: `read + ${algorithm} + write (one process)`,
+      higherIsBetter: true,
+      runs,
+      ours: putInProcess(layout),
+      baseline: hashAndWrite
+    })
+    await Bench.compare({
+      name: name("put.inprocess.vs-copy"),
+      unit: "MB/s",
+      baselineName: "fs.copyFile",
+      higherIsBetter: true,
+      runs,
+      ours: putInProcess(layout),
+      baseline: copyFile
+    })
+
+    // One stored copy serves every get run of this layout.
+    const home = freshHome()
+    const put = JSON.parse((await cliOk(["put", input, "--json", "--algorithm", algorithm], layoutEnv(layout, home))).stdout)
+    const key = BinaryKey.parse(put.key)
+    if (key._tag === "Left") throw new Error(`bad key from put: ${put.key}`)
+
+    await Bench.compare({
+      name: name("get.cli"),
+      unit: "MB/s",
+      baselineName: `read + ${algorithm} (one process)`,
+      higherIsBetter: true,
+      runs,
+      ours: getCli(layout, home, put.key),
+      baseline: hashOnly
+    })
+    await Bench.compare({
+      name: name("get.inprocess"),
+      unit: "MB/s",
+      baselineName: `read + ${algorithm} (one process)`,
+      higherIsBetter: true,
+      runs,
+      ours: getInProcess(layout, home, key.right),
+      baseline: hashOnly
+    })
+    await Bench.compare({
+      name: name("get.inprocess.vs-read"),
+      unit: "MB/s",
+      baselineName: "plain read",
+      higherIsBetter: true,
+      runs,
+      ours: getInProcess(layout, home, key.right),
+      baseline: readOnly
+    })
+
+    const putRss = await Bench.peakRssMiB(process.execPath, [bin, "put", input], layoutEnv(layout, freshHome()))
+    Bench.single(name("put.cli.peakRss"), "MiB", putRss)
+    const target = path.join(work, "rss-out.bin")
+    const getRss = await Bench.peakRssMiB(process.execPath, [bin, "get", put.key, "-o", target], layoutEnv(layout, home))
+    Bench.single(name("get.cli.peakRss"), "MiB", getRss)
+    console.log(`  peak RSS: put ${putRss.toFixed(1)} MiB, get ${getRss.toFixed(1)} MiB (target < 150 MiB)`)
+    await fsp.rm(target, { force: true })
+    await fsp.rm(home, { recursive: true, force: true })
+  }
+
+  if (process.env.BENCH_HUGE === "1") {
+    // Memory must not grow with the blob: one 4 GiB put and get per layout, RSS only.
+    const huge = path.join(work, "huge.bin")
+    generate(huge, 4096 * MiB)
+    for (const layout of layouts) {
+      const home = freshHome()
+      const putRss = await Bench.peakRssMiB(process.execPath, [bin, "put", huge], layoutEnv(layout, home))
+      Bench.single(`ingest.put.cli.peakRss.${layout}.${algorithm}.4096MiB`, "MiB", putRss)
+      const key = JSON.parse((await cliOk(["ls", "--json"], layoutEnv(layout, home))).stdout.trim()).key
+      const target = path.join(work, "huge-out.bin")
+      const getRss = await Bench.peakRssMiB(process.execPath, [bin, "get", key, "-o", target], layoutEnv(layout, home))
+      Bench.single(`ingest.get.cli.peakRss.${layout}.${algorithm}.4096MiB`, "MiB", getRss)
+      console.log(`  4 GiB ${layout}: peak RSS put ${putRss.toFixed(1)} MiB, get ${getRss.toFixed(1)} MiB`)
+      await fsp.rm(target, { force: true })
+      await fsp.rm(home, { recursive: true, force: true })
+    }
+  }
+} finally {
+  fs.rmSync(work, { recursive: true, force: true })
+}

@@ -1,0 +1,76 @@
+/**
+ * A progress line on stderr (bytes, percentage when the total is known,
+ * rate). Shown only when stderr is a terminal and the transfer is large or
+ * of unknown size, so that scripts and pipes never see it. Counting is one
+ * addition per chunk; drawing happens on a timer, off the data path.
+ */
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { formatBytes, formatRate } from "./output.js"
+
+/** Transfers at or below this size finish too fast to need a progress line. */
+export const THRESHOLD_BYTES = 8 * 1024 * 1024
+
+const REDRAW_MS = 200
+const BAR_WIDTH = 24
+
+/** Counts the bytes of the streams it tracks. */
+export interface Progress {
+  /** Passes the stream through unchanged, counting its bytes. */
+  readonly track: <E, R>(stream: Stream.Stream<Uint8Array, E, R>) => Stream.Stream<Uint8Array, E, R>
+  /** Bytes seen so far. */
+  readonly bytes: () => number
+}
+
+/** True when a transfer of `total` bytes (None = unknown) should show progress on this stderr. */
+export const shouldShow = (total: Option.Option<number>, isTty: boolean = process.stderr.isTTY === true): boolean =>
+  isTty && process.env.GRAVITON_NO_PROGRESS === undefined &&
+  Option.match(total, { onNone: () => true, onSome: (n) => n > THRESHOLD_BYTES })
+
+/** The progress line for `bytes` of `total` after `seconds`. */
+export const render = (label: string, bytes: number, total: Option.Option<number>, seconds: number): string => {
+  const rate = formatRate(bytes, seconds)
+  return Option.match(total, {
+    onNone: () => `${label} ${formatBytes(bytes)}  ${rate}`,
+    onSome: (n) => {
+      const fraction = n === 0 ? 1 : Math.min(1, bytes / n)
+      const filled = Math.round(fraction * BAR_WIDTH)
+      const bar = `[${"#".repeat(filled)}${"-".repeat(BAR_WIDTH - filled)}]`
+      return `${label} ${bar} ${(fraction * 100).toFixed(0).padStart(3)}%  ${formatBytes(bytes)} / ${
+        formatBytes(n)
+      }  ${rate}`
+    }
+  })
+}
+
+/**
+ * A progress tracker for one transfer, drawn until the scope closes (then
+ * the line is erased). When progress is not shown it still counts bytes.
+ */
+export const make = (label: string, total: Option.Option<number>): Effect.Effect<Progress, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    let bytes = 0
+    const progress: Progress = {
+      track: (stream) =>
+        Stream.mapChunks(stream, (chunk) => {
+          for (const c of chunk) bytes += c.length
+          return chunk
+        }),
+      bytes: () => bytes
+    }
+    if (!shouldShow(total)) return progress
+    const started = performance.now()
+    const draw = () =>
+      process.stderr.write(`\r\x1b[K${render(label, bytes, total, (performance.now() - started) / 1000)}`)
+    yield* Effect.acquireRelease(
+      Effect.sync(() => setInterval(draw, REDRAW_MS)),
+      (timer) =>
+        Effect.sync(() => {
+          clearInterval(timer)
+          process.stderr.write("\r\x1b[K")
+        })
+    )
+    return progress
+  })

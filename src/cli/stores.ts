@@ -1,0 +1,85 @@
+/**
+ * The stores the CLI can talk to: a small registry from the `--store` name
+ * to a Layer factory. A backend adds itself with one entry here (the
+ * PostgreSQL and S3 backends each add theirs); everything else in the CLI
+ * only sees the services listed in `StoreServices`.
+ *
+ * Backends are imported when their store is chosen (`lazy`), not when the
+ * CLI starts: loading the AWS SDK, the PostgreSQL driver and LevelDB for
+ * every command would cost start-up time and memory for nothing.
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as MemoryLayers from "../backends/memory/MemoryLayers.js"
+import * as MemoryObjectStore from "../backends/memory/MemoryObjectStore.js"
+import type { BackendEvents } from "../ports/BackendEvents.js"
+import type { BlobStore } from "../ports/BlobStore.js"
+import type { MetricsRegistry } from "../ports/MetricsRegistry.js"
+import * as CasBlobStore from "../runtime/CasBlobStore.js"
+import * as Events from "../runtime/Events.js"
+import * as Metrics from "../runtime/Metrics.js"
+
+/** Settings a store factory may use (from options, the environment, or defaults). */
+export interface StoreSettings {
+  /** Directory of a local store (`--home`, GRAVITON_HOME). */
+  readonly home: string
+  /** Layout of newly stored blobs (`--layout`, GRAVITON_LAYOUT). */
+  readonly layout: "monolithic" | "chunked"
+}
+
+/**
+ * What every store gives the CLI. A store may provide more: when it also
+ * provides a `KeyValueStore`, the CLI keeps cumulative metrics in it.
+ */
+export type StoreServices = BlobStore | MetricsRegistry | BackendEvents
+
+/** One `--store` choice. */
+export interface StoreEntry {
+  /** A few words for `--help`. */
+  readonly description: string
+  /** Builds the store; failures are reported by their reason (see exitCodes.ts). */
+  readonly layer: (settings: StoreSettings) => Layer.Layer<StoreServices, unknown>
+}
+
+/** A layer whose module is imported only when the layer is built. */
+export const lazy = <M>(
+  load: () => Promise<M>,
+  make: (module: M) => Layer.Layer<StoreServices, unknown>
+): Layer.Layer<StoreServices, unknown> => Layer.unwrapEffect(Effect.map(Effect.promise(load), make))
+
+/** Maps the CLI's layout word to the CasBlobStore layout. */
+export const casLayout = (layout: StoreSettings["layout"]): CasBlobStore.Layout =>
+  layout === "chunked" ? CasBlobStore.chunked() : CasBlobStore.monolithic
+
+const registry: Record<string, StoreEntry> = {
+  embedded: {
+    description: "local files under <home>/blobs, LevelDB metadata under <home>/meta",
+    layer: (settings) =>
+      lazy(
+        () => import("../backends/embedded/EmbeddedLayers.js"),
+        (EmbeddedLayers) => EmbeddedLayers.live({ home: settings.home, layout: casLayout(settings.layout) })
+      )
+  },
+  memory: {
+    description: "in-process memory, gone when the command exits (for trying things out)",
+    layer: (settings) =>
+      CasBlobStore.layer({ layout: casLayout(settings.layout) }).pipe(
+        Layer.provideMerge(Layer.merge(MemoryLayers.metadata, MemoryObjectStore.layer)),
+        Layer.provideMerge(Layer.merge(Metrics.layer, Events.layer))
+      )
+  },
+  s3: {
+    description: "S3 or an S3-compatible service, configured by GRAVITON_S3_* (docs/backends/s3.md)",
+    layer: (settings) => lazy(() => import("../backends/s3/index.js"), (S3) => S3.storeLayerFromEnv(settings))
+  },
+  pg: {
+    description: "PostgreSQL, configured by GRAVITON_PG_* (docs/backends/postgres.md)",
+    layer: (settings) => lazy(() => import("../backends/pg/index.js"), (Pg) => Pg.storeLayerFromEnv(settings))
+  }
+}
+
+/** Registered store names, in registration order. */
+export const names = (): ReadonlyArray<string> => Object.keys(registry)
+
+/** The entry for `name`, if registered. */
+export const get = (name: string): StoreEntry | undefined => registry[name]
