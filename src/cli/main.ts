@@ -18,6 +18,7 @@ import { cat, get } from "./commands/get.js"
 import { ls } from "./commands/ls.js"
 import { metrics } from "./commands/metrics.js"
 import { put } from "./commands/put.js"
+import { migrate } from "./commands/migrate.js"
 import { rm } from "./commands/rm.js"
 import { stat } from "./commands/stat.js"
 import { verify } from "./commands/verify.js"
@@ -35,7 +36,7 @@ const version: string = (() => {
 
 const cliConfig = CliConfig.make({ showBuiltIns: false })
 
-const subcommands = [put, get, cat, stat, rm, ls, verify, metrics] as const
+const subcommands = [put, get, cat, stat, rm, ls, verify, metrics, migrate] as const
 
 /** What `graviton` with no command prints: a short map (each command's `--help` has the details). */
 export const overview = `graviton ${version}: content-addressed blob storage
@@ -51,6 +52,7 @@ Commands:
   ls                     list stored keys with their sizes
   verify [key]           re-hash stored blobs, report corrupted ones (exit 4)
   metrics                metrics in Prometheus text format
+  migrate                apply the PostgreSQL migrations (GRAVITON_PG_URL)
 
 Global options (before or after the command):
   --store ${Stores.names().join("|")}   which store (default: embedded, local files + LevelDB)
