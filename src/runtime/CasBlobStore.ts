@@ -87,6 +87,7 @@
  * deduplicated); with one, the failure undoes the publication as well.
  */
 import * as Chunk from "effect/Chunk"
+import * as Context from "effect/Context"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -105,6 +106,7 @@ import * as Hashing from "../core/Hashing.js"
 import type { BlobStat, BlobWritePlan, BlobWriteResult } from "../core/Models.js"
 import * as RangeSet from "../core/RangeSet.js"
 import { BlobDeleted, BlobStored } from "../ports/BackendEvents.js"
+import { BlobAssembly } from "../ports/BlobAssembly.js"
 import { BlobStore } from "../ports/BlobStore.js"
 import { KeyValueStore, type KvCheck, type KvWrite } from "../ports/KeyValueStore.js"
 import * as KV from "../ports/KeyValueStore.js"
@@ -313,13 +315,8 @@ interface Stored {
   readonly deduplicated: boolean
 }
 
-/**
- * Builds a CasBlobStore over the object store, key-value store and replica
- * index in the context, finalizing puts atomically when a UnitOfWork is there too.
- */
-export const make = (
-  options: Options = {}
-): Effect.Effect<BlobStore["Type"], never, MutableObjectStore | KeyValueStore | ReplicaIndex> =>
+/** The store and its BlobAssembly, sharing one set of internals. */
+const build = (options: Options) =>
   Effect.gen(function*() {
     const objects = yield* MutableObjectStore
     const kv = yield* KeyValueStore
@@ -450,6 +447,48 @@ export const make = (
           }
           yield* Effect.mapError(replicas.add(key, target), fromPortError("put"))
           return { locator: target, written: true }
+        }
+      })
+
+    /**
+     * Like `acquireBlock`, for a block whose bytes are already an object at
+     * `source` (a staged part, see `assemble`): when no live copy exists the
+     * object is moved to the block's address, otherwise it is removed.
+     */
+    const adoptBlock = (s: Settings, key: BinaryKey.BinaryKey, source: BlobLocator.BlobLocator, held: Held) =>
+      Effect.gen(function*() {
+        const kvKey = BlobMeta.blockKey(key)
+        while (true) {
+          const { raw, record } = yield* readBlock("assemble", kvKey)
+          const current = Option.getOrUndefined(record)
+          const take = (locator: BlobLocator.BlobLocator, next: BlobMeta.BlockRecord) =>
+            Effect.tap(
+              cas("assemble", kvKey, raw, Option.some(BlobMeta.encodeBlock(next))),
+              (ok) => ok ? Effect.sync(() => held.set(kvKey, { key, locator })) : Effect.void
+            )
+          if (current?._tag === "Live") {
+            const ok = yield* Effect.uninterruptible(take(current.locator, { ...current, refs: current.refs + 1 }))
+            if (!ok) continue
+            yield* discard(source, "a live copy of the block exists")
+            return current.locator
+          }
+          const target = yield* blockLocator(s, key, current !== undefined)
+          const moved = Effect.mapError(objects.move(source, target), fromPortError("assemble"))
+          const ok = yield* Effect.uninterruptible(
+            Effect.zipRight(moved, take(target, { _tag: "Live", refs: 1, locator: target }))
+          )
+          if (!ok) {
+            // Lost a race for the record. At a private (alternate) address the bytes go back to be tried again;
+            // at the usual one they are valid bytes of this very block, which the next round finds or replaces.
+            if (current !== undefined) yield* Effect.mapError(objects.move(target, source), fromPortError("assemble"))
+            continue
+          }
+          if (Option.isNone(yield* Effect.mapError(objects.head(target), fromPortError("assemble")))) {
+            // A delete of an earlier copy removed the object between our move and our record: the bytes are gone.
+            return yield* fail("Conflict", "assemble", `block ${key} was removed by a concurrent delete; upload it again`)
+          }
+          yield* Effect.mapError(replicas.add(key, target), fromPortError("assemble"))
+          return target
         }
       })
 
@@ -789,6 +828,88 @@ export const make = (
         )
       })
 
+    /**
+     * The blob made of staged objects (BlobAssembly): each part is read once,
+     * hashed on its own and into the whole; once the whole key is known and
+     * verified, each part becomes a block of a chunked blob (moved to its
+     * block address, or removed when that block is already stored), so no
+     * byte is written twice. Works whatever the configured layout.
+     */
+    const assemble = (parts: ReadonlyArray<BlobLocator.BlobLocator>, plan?: BlobWritePlan) =>
+      Effect.gen(function*() {
+        const s = yield* settings
+        const checked = yield* checkPlan(plan, s.algorithm)
+        const startedAt = yield* Clock.currentTimeNanos
+        const whole = yield* Hashing.makeHasher(checked.algorithm)
+        const limit = Math.min(checked.maxSize, checked.expectedKey?.size ?? Number.POSITIVE_INFINITY)
+        const blocks: Array<{ readonly key: BinaryKey.BinaryKey; readonly offset: number; readonly source: BlobLocator.BlobLocator }> = []
+        const empty: Array<BlobLocator.BlobLocator> = []
+        for (const part of parts) {
+          const hasher = yield* Hashing.makeHasher(checked.algorithm)
+          yield* objects.get(part).pipe(
+            Stream.mapError(fromPortError("assemble")),
+            Stream.runForEachChunk((chunks) =>
+              Effect.suspend(() => {
+                for (const c of chunks) {
+                  hasher.update(c)
+                  whole.update(c)
+                }
+                return whole.size > limit
+                  ? Effect.fail(fail("InvalidInput", "assemble", `the parts are longer than the plan allows (${limit} bytes); nothing was stored`))
+                  : Effect.void
+              })
+            )
+          )
+          if (hasher.size === 0) empty.push(part)
+          else blocks.push({ key: hasher.key(), offset: whole.size - hasher.size, source: part })
+        }
+        const key = whole.key()
+        yield* checkExpected(checked, key)
+        const held: Held = new Map()
+        let owned = false
+        const adopt = Effect.gen(function*() {
+          yield* Effect.forEach(empty, (p) => discard(p, "an empty part"), { discard: true })
+          const existing = yield* readBlob("assemble", key)
+          const live = Option.getOrUndefined(existing.record)
+          if (live?._tag === "Live") {
+            yield* Effect.forEach(blocks, (b) => discard(b.source, "the blob is already stored"), { concurrency: CONCURRENCY, discard: true })
+            return yield* report(key, { locator: reportedLocator(key, live), deduplicated: true }, startedAt, 0, 0)
+          }
+          // A block repeated inside the blob is adopted once; its other parts are removed.
+          const first = new Map<string, BlobLocator.BlobLocator>()
+          const extra: Array<BlobLocator.BlobLocator> = []
+          for (const b of blocks) {
+            const k = BinaryKey.render(b.key)
+            if (first.has(k)) extra.push(b.source)
+            else first.set(k, b.source)
+          }
+          const placed = new Map<string, BlobLocator.BlobLocator>()
+          yield* Effect.forEach(blocks, (b) => {
+            const k = BinaryKey.render(b.key)
+            return first.get(k) === b.source
+              ? Effect.map(adoptBlock(s, b.key, b.source, held), (locator) => void placed.set(k, locator))
+              : Effect.void
+          }, { concurrency: PARALLEL_BLOCKS, discard: true })
+          yield* Effect.forEach(extra, (p) => discard(p, "a repeated block"), { discard: true })
+          const manifest = blocks.map((b): BlobMeta.BlockRef => ({ key: b.key, offset: b.offset, locator: placed.get(BinaryKey.render(b.key))! }))
+          const stored = yield* storeChunked(s, key, manifest, checked.contentType, () => {
+            owned = true
+          })
+          return yield* report(key, stored, startedAt, manifest.length, 0)
+        })
+        // Adoption is short (renames and records) and must not stop half-way: parts consumed by it are gone.
+        return yield* Effect.uninterruptible(adopt).pipe(
+          // Unless the blob record now owns them, give back the references taken (as a failed chunked put does).
+          Effect.ensuring(Effect.suspend(() =>
+            owned || held.size === 0
+              ? Effect.void
+              : releaseBlocks("assemble", Array.from(held.values())).pipe(
+                Effect.catchAll((e) => Effect.logWarning(`cas: could not release the blocks of an unfinished assembly: ${e.message}`))
+              )
+          ))
+        )
+      }).pipe(instrument.observe("assemble"))
+
     const put = (plan?: BlobWritePlan): Sink.Sink<BlobWriteResult, Uint8Array, never, BlobError> =>
       Sink.unwrap(
         Effect.gen(function*() {
@@ -1000,10 +1121,32 @@ export const make = (
         }
       }).pipe(instrument.observe("delete"))
 
-    return BlobStore.of({ put, get, stat, delete: del, list })
+    const stagingPrefix = Either.getOrElse(
+      Either.flatMap(settings, (st) => Either.mapLeft(BlobLocator.makePrefix(st.scheme, st.bucket, `${st.stagingPrefix}/uploads/`), invalid("assemble"))),
+      () => new BlobLocator.LocatorPrefix({ scheme: defaults.scheme, bucket: defaults.bucket, path: `${defaults.stagingPrefix}/uploads/` }, true)
+    )
+    return {
+      store: BlobStore.of({ put, get, stat, delete: del, list }),
+      assembly: BlobAssembly.of({ stagingPrefix, assemble })
+    }
   })
 
-/** BlobStore over the MutableObjectStore, KeyValueStore and ReplicaIndex in the context. */
+/**
+ * Builds a CasBlobStore over the object store, key-value store and replica
+ * index in the context, finalizing puts atomically when a UnitOfWork is there too.
+ */
+export const make = (
+  options: Options = {}
+): Effect.Effect<BlobStore["Type"], never, MutableObjectStore | KeyValueStore | ReplicaIndex> =>
+  Effect.map(build(options), (built) => built.store)
+
+/**
+ * BlobStore over the MutableObjectStore, KeyValueStore and ReplicaIndex in
+ * the context, with its BlobAssembly (staged parts adopted as blocks).
+ */
 export const layer = (
   options: Options = {}
-): Layer.Layer<BlobStore, never, MutableObjectStore | KeyValueStore | ReplicaIndex> => Layer.effect(BlobStore, make(options))
+): Layer.Layer<BlobStore | BlobAssembly, never, MutableObjectStore | KeyValueStore | ReplicaIndex> =>
+  Layer.effectContext(
+    Effect.map(build(options), (built) => Context.make(BlobStore, built.store).pipe(Context.add(BlobAssembly, built.assembly)))
+  )

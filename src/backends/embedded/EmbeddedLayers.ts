@@ -65,7 +65,7 @@ export const blobsDir = (home: string): string => path.join(home, "blobs")
 export const metaDir = (home: string): string => path.join(home, "meta")
 
 /** Key namespaces kept in LevelDB (each its own sublevel). */
-export const NAMESPACES: ReadonlyArray<string> = ["blobs", "blocks", "ranges", "replicas", "cli"]
+export const NAMESPACES: ReadonlyArray<string> = ["blobs", "blocks", "ranges", "replicas", "uploads", "cli"]
 
 /** BlobStore and every underlying port, in `options.home`. */
 export const live = (options: EmbeddedOptions): Layer.Layer<Services, ObjectStoreError | MetadataError> => {

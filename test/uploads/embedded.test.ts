@@ -1,0 +1,16 @@
+/** The Uploads suite over the embedded store: segments as files, records and ranges in LevelDB, adopted as blocks on complete. */
+import * as Layer from "effect/Layer"
+import * as EmbeddedLayers from "../../src/backends/embedded/EmbeddedLayers.js"
+import * as Uploads from "../../src/runtime/Uploads.js"
+import { tempDir } from "../cas/fixtures.js"
+import { testUploads } from "../conformance/Uploads.js"
+import { stagedObjects } from "./fixtures.js"
+
+const segmentSize = 256 * 1024
+
+testUploads("embedded (fs + LevelDB)", {
+  layer: Uploads.layer({ segmentSize }).pipe(Layer.provideMerge(EmbeddedLayers.live({ home: tempDir("uploads-embedded-") }))),
+  fresh: Uploads.make({ segmentSize }),
+  segmentSize,
+  staged: stagedObjects("file", "blobs", "staging/uploads/")
+})
