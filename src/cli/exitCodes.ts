@@ -125,6 +125,10 @@ export const classify = (error: unknown): Classified | undefined => {
     const e = error as CliFailure
     return { code: e.code as ExitCode, message: e.description }
   }
+  if (Predicate.isTagged(error, "IncompleteUpload")) {
+    // Not finished yet: like a conflicting change, the same call can succeed later.
+    return { code: codeOfReason("Conflict"), message: (error as unknown as Error).message }
+  }
   if (isStorageError(error)) {
     return { code: codeOfReason(error.reason), message: describeStorage(error) }
   }

@@ -21,6 +21,8 @@ import { put } from "./commands/put.js"
 import { migrate } from "./commands/migrate.js"
 import { rm } from "./commands/rm.js"
 import { stat } from "./commands/stat.js"
+import { upload } from "./commands/upload.js"
+import { uploads } from "./commands/uploads.js"
 import { verify } from "./commands/verify.js"
 import { AlreadyReported, classify, ExitCode } from "./exitCodes.js"
 import * as Globals from "./globals.js"
@@ -36,7 +38,7 @@ const version: string = (() => {
 
 const cliConfig = CliConfig.make({ showBuiltIns: false })
 
-const subcommands = [put, get, cat, stat, rm, ls, verify, metrics, migrate] as const
+const subcommands = [put, get, cat, stat, rm, ls, verify, metrics, migrate, upload, uploads] as const
 
 /** What `graviton` with no command prints: a short map (each command's `--help` has the details). */
 export const overview = `graviton ${version}: content-addressed blob storage
@@ -53,6 +55,10 @@ Commands:
   verify [key]           re-hash stored blobs, report corrupted ones (exit 4)
   metrics                metrics in Prometheus text format
   migrate                apply the PostgreSQL migrations (GRAVITON_PG_URL)
+  upload <file> [--resume ID] [--parallel N]
+                         resumable upload, spans in parallel; prints its id first
+  uploads ls|status ID|abort ID|gc
+                         uploads in progress; gc removes expired ones
 
 Global options (before or after the command):
   --store ${Stores.names().join("|")}   which store (default: embedded, local files + LevelDB)

@@ -30,8 +30,9 @@ export const shouldShow = (total: Option.Option<number>, isTty: boolean = proces
   Option.match(total, { onNone: () => true, onSome: (n) => n > THRESHOLD_BYTES })
 
 /** The progress line for `bytes` of `total` after `seconds`. */
-export const render = (label: string, bytes: number, total: Option.Option<number>, seconds: number): string => {
-  const rate = formatRate(bytes, seconds)
+export const render = (label: string, bytes: number, total: Option.Option<number>, seconds: number, resumed = 0): string => {
+  // The rate counts only what this run sent; resumed bytes are shown apart.
+  const rate = formatRate(bytes - resumed, seconds) + (resumed > 0 ? `  (${formatBytes(resumed)} resumed)` : "")
   return Option.match(total, {
     onNone: () => `${label} ${formatBytes(bytes)}  ${rate}`,
     onSome: (n) => {
@@ -49,7 +50,12 @@ export const render = (label: string, bytes: number, total: Option.Option<number
  * A progress tracker for one transfer, drawn until the scope closes (then
  * the line is erased). When progress is not shown it still counts bytes.
  */
-export const make = (label: string, total: Option.Option<number>): Effect.Effect<Progress, never, Scope.Scope> =>
+export const make = (
+  label: string,
+  total: Option.Option<number>,
+  /** Bytes already done before this run (a resumed upload): drawn, but not counted by `bytes()`. */
+  initial = 0
+): Effect.Effect<Progress, never, Scope.Scope> =>
   Effect.gen(function*() {
     let bytes = 0
     const progress: Progress = {
@@ -63,7 +69,9 @@ export const make = (label: string, total: Option.Option<number>): Effect.Effect
     if (!shouldShow(total)) return progress
     const started = performance.now()
     const draw = () =>
-      process.stderr.write(`\r\x1b[K${render(label, bytes, total, (performance.now() - started) / 1000)}`)
+      process.stderr.write(
+        `\r\x1b[K${render(label, initial + bytes, total, (performance.now() - started) / 1000, initial)}`
+      )
     yield* Effect.acquireRelease(
       Effect.sync(() => setInterval(draw, REDRAW_MS)),
       (timer) =>

@@ -10,6 +10,7 @@ import { ExitCode, fail } from "./exitCodes.js"
 import type { Globals } from "./globals.js"
 import * as MetricsState from "./metricsState.js"
 import * as Stores from "./stores.js"
+import type { Uploads } from "../runtime/Uploads.js"
 
 /** Provides the selected store to `body`. */
 export const withStore = <A, E>(
@@ -23,5 +24,23 @@ export const withStore = <A, E>(
   return Effect.scoped(body).pipe(
     Effect.ensuring(MetricsState.save),
     Effect.provide(entry.layer(globals.settings))
+  )
+}
+
+/** Like `withStore`, with the store's resumable uploads (runtime/Uploads) too. */
+export const withUploads = <A, E>(
+  globals: Globals,
+  body: Effect.Effect<A, E, Stores.StoreServices | Uploads | Scope.Scope>
+): Effect.Effect<A, unknown> => {
+  const entry = Stores.get(globals.store)
+  if (entry === undefined) {
+    return Effect.fail(fail(ExitCode.Usage, `unknown store ${JSON.stringify(globals.store)}`))
+  }
+  if (entry.uploads === undefined) {
+    return Effect.fail(fail(ExitCode.Usage, `the ${globals.store} store does not support resumable uploads`))
+  }
+  return Effect.scoped(body).pipe(
+    Effect.ensuring(MetricsState.save),
+    Effect.provide(entry.uploads(globals.settings))
   )
 }

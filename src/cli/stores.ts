@@ -18,6 +18,7 @@ import type { MetricsRegistry } from "../ports/MetricsRegistry.js"
 import * as CasBlobStore from "../runtime/CasBlobStore.js"
 import * as Events from "../runtime/Events.js"
 import * as Metrics from "../runtime/Metrics.js"
+import * as Uploads from "../runtime/Uploads.js"
 
 /** Settings a store factory may use (from options, the environment, or defaults). */
 export interface StoreSettings {
@@ -39,17 +40,26 @@ export interface StoreEntry {
   readonly description: string
   /** Builds the store; failures are reported by their reason (see exitCodes.ts). */
   readonly layer: (settings: StoreSettings) => Layer.Layer<StoreServices, unknown>
+  /** The store with its resumable uploads; absent when the store cannot keep upload state. */
+  readonly uploads?: (settings: StoreSettings) => Layer.Layer<StoreServices | Uploads.Uploads, unknown>
 }
 
 /** A layer whose module is imported only when the layer is built. */
-export const lazy = <M>(
+export const lazy = <M, A = StoreServices>(
   load: () => Promise<M>,
-  make: (module: M) => Layer.Layer<StoreServices, unknown>
-): Layer.Layer<StoreServices, unknown> => Layer.unwrapEffect(Effect.map(Effect.promise(load), make))
+  make: (module: M) => Layer.Layer<A, unknown>
+): Layer.Layer<A, unknown> => Layer.unwrapEffect(Effect.map(Effect.promise(load), make))
 
 /** Maps the CLI's layout word to the CasBlobStore layout. */
 export const casLayout = (layout: StoreSettings["layout"]): CasBlobStore.Layout =>
   layout === "chunked" ? CasBlobStore.chunked() : CasBlobStore.monolithic
+
+/** CasBlobStore over fresh in-memory ports. */
+const memoryStore = (settings: StoreSettings) =>
+  CasBlobStore.layer({ layout: casLayout(settings.layout) }).pipe(
+    Layer.provideMerge(Layer.merge(MemoryLayers.metadata, MemoryObjectStore.layer)),
+    Layer.provideMerge(Layer.merge(Metrics.layer, Events.layer))
+  )
 
 const registry: Record<string, StoreEntry> = {
   embedded: {
@@ -58,15 +68,18 @@ const registry: Record<string, StoreEntry> = {
       lazy(
         () => import("../backends/embedded/EmbeddedLayers.js"),
         (EmbeddedLayers) => EmbeddedLayers.live({ home: settings.home, layout: casLayout(settings.layout) })
+      ),
+    uploads: (settings) =>
+      lazy(
+        () => import("../backends/embedded/EmbeddedLayers.js"),
+        (EmbeddedLayers) =>
+          Uploads.layer().pipe(Layer.provideMerge(EmbeddedLayers.live({ home: settings.home, layout: casLayout(settings.layout) })))
       )
   },
   memory: {
     description: "in-process memory, gone when the command exits (for trying things out)",
-    layer: (settings) =>
-      CasBlobStore.layer({ layout: casLayout(settings.layout) }).pipe(
-        Layer.provideMerge(Layer.merge(MemoryLayers.metadata, MemoryObjectStore.layer)),
-        Layer.provideMerge(Layer.merge(Metrics.layer, Events.layer))
-      )
+    layer: (settings) => memoryStore(settings),
+    uploads: (settings) => Uploads.layer().pipe(Layer.provideMerge(memoryStore(settings)))
   },
   s3: {
     description: "S3 or an S3-compatible service, configured by GRAVITON_S3_* (docs/backends/s3.md)",
@@ -74,7 +87,8 @@ const registry: Record<string, StoreEntry> = {
   },
   pg: {
     description: "PostgreSQL, configured by GRAVITON_PG_* (docs/backends/postgres.md)",
-    layer: (settings) => lazy(() => import("../backends/pg/index.js"), (Pg) => Pg.storeLayerFromEnv(settings))
+    layer: (settings) => lazy(() => import("../backends/pg/index.js"), (Pg) => Pg.storeLayerFromEnv(settings)),
+    uploads: (settings) => lazy(() => import("../backends/pg/index.js"), (Pg) => Pg.uploadsLayerFromEnv(settings))
   }
 }
 

@@ -124,6 +124,8 @@ export interface UploadStatus {
   readonly expiresAt: Date
   /** Which staging holds the bytes ("objects", "s3-multipart"). */
   readonly staging: string
+  /** Writes are cut at multiples of this: senders that split their spans there avoid partial segments. */
+  readonly segmentSize: number
   /** True while a `complete` holds the upload. */
   readonly completing: boolean
 }
@@ -270,6 +272,7 @@ export const make = (
         return RangeSet.union(tracked, proven)
       })
 
+    const segmentSize = staging instanceof BlobError ? 0 : staging.segmentSize
     const statusOf = (id: string, record: UploadRecord, landed: RangeSet.RangeSet, now: number): UploadStatus => {
       const last = landed.length === 0 ? 0 : landed[landed.length - 1]!.end
       const size = record.size ?? last
@@ -283,6 +286,7 @@ export const make = (
         createdAt: new Date(record.createdAt),
         expiresAt: new Date(record.expiresAt),
         staging: record.staging,
+        segmentSize,
         completing: record.completing !== undefined && now - record.completing.since <= Duration.toMillis(COMPLETE_LEASE)
       }
     }

@@ -14,6 +14,7 @@ import type { MetricsRegistry } from "../../ports/MetricsRegistry.js"
 import * as CasBlobStore from "../../runtime/CasBlobStore.js"
 import * as Events from "../../runtime/Events.js"
 import * as Metrics from "../../runtime/Metrics.js"
+import * as Uploads from "../../runtime/Uploads.js"
 import * as PgLayers from "./PgLayers.js"
 import * as PgMetrics from "./PgMetrics.js"
 import * as PgMigrations from "./PgMigrations.js"
@@ -41,7 +42,15 @@ export const BUCKET = "blobs"
  */
 export const storeLayerFromEnv = (
   settings: { readonly layout?: "monolithic" | "chunked" | undefined } = {}
-): Layer.Layer<StoreServices, MetadataError | ObjectStoreError | ConfigError.ConfigError> =>
+): Layer.Layer<StoreServices, MetadataError | ObjectStoreError | ConfigError.ConfigError> => fullLayerFromEnv(settings)
+
+/** `storeLayerFromEnv` with resumable uploads: segments as PostgreSQL objects, records and ranges in its tables. */
+export const uploadsLayerFromEnv = (
+  settings: { readonly layout?: "monolithic" | "chunked" | undefined } = {}
+): Layer.Layer<StoreServices | Uploads.Uploads, MetadataError | ObjectStoreError | ConfigError.ConfigError> =>
+  Uploads.layer().pipe(Layer.provideMerge(fullLayerFromEnv(settings)))
+
+const fullLayerFromEnv = (settings: { readonly layout?: "monolithic" | "chunked" | undefined }) =>
   CasBlobStore.layer({
     scheme: SCHEME,
     bucket: BUCKET,

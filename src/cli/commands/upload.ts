@@ -1,0 +1,192 @@
+/**
+ * `graviton upload <file> [--resume ID] [--parallel N]`: a resumable upload
+ * (runtime/Uploads). The id is printed on stderr before the first byte is
+ * sent, so that a killed or interrupted upload can be resumed from another
+ * process: `--resume ID` asks the store what has landed and sends only the
+ * missing ranges, cut at the store's segment boundaries, N at a time.
+ */
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as fsp from "node:fs/promises"
+import * as BinaryKey from "../../core/BinaryKey.js"
+import * as BlobLocator from "../../core/BlobLocator.js"
+import * as RangeSet from "../../core/RangeSet.js"
+import { Uploads } from "../../runtime/Uploads.js"
+import { type CliFailure, ExitCode, fail } from "../exitCodes.js"
+import * as Globals from "../globals.js"
+import { fileFailure } from "../io.js"
+import * as Output from "../output.js"
+import * as Progress from "../progress.js"
+import { withUploads } from "../session.js"
+
+const file = Args.text({ name: "file" }).pipe(Args.withDescription("The file to upload (a regular file: spans are read at offsets)"))
+
+const resume = Options.text("resume").pipe(
+  Options.withPseudoName("ID"),
+  Options.withDescription("Resume this upload: send only the ranges the store does not have yet"),
+  Options.optional
+)
+
+const parallel = Options.integer("parallel").pipe(
+  Options.withPseudoName("N"),
+  Options.withDescription("Spans in flight at once (default 4)"),
+  Options.withDefault(4)
+)
+
+const limitRate = Options.text("limit-rate").pipe(
+  Options.withPseudoName("BYTES"),
+  Options.withDescription("Send at most this many bytes per second across all spans (e.g. 500K, 16M)"),
+  Options.optional
+)
+
+const verbose = Options.boolean("verbose").pipe(Options.withDescription("Print each span on stderr once it is stored"))
+
+/** Parses `16M`, `500k`, `1G` or a plain number of bytes. */
+export const parseBytes = (text: string): Option.Option<number> => {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmg]?)i?b?$/i.exec(text.trim())
+  if (m === null) return Option.none()
+  const scale = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as "" | "k" | "m" | "g"]
+  const n = Math.floor(Number(m[1]) * scale)
+  return n > 0 && Number.isSafeInteger(n) ? Option.some(n) : Option.none()
+}
+
+/** Delays chunks so that all the streams it wraps together stay under `rate` bytes per second. */
+const throttle = (rate: number) => {
+  const started = performance.now()
+  let sent = 0
+  return <E, R>(stream: Stream.Stream<Uint8Array, E, R>): Stream.Stream<Uint8Array, E, R> =>
+    Stream.mapEffect(stream, (chunk) => {
+      sent += chunk.length
+      const wait = started + (sent / rate) * 1000 - performance.now()
+      return wait > 0 ? Effect.as(Effect.sleep(wait), chunk) : Effect.succeed(chunk)
+    })
+}
+
+/** Bytes per read from the file. */
+const READ_BYTES = 1024 * 1024
+
+/** Streams `[start, end)` of an open file. */
+export const readRange = (handle: fsp.FileHandle, name: string, start: number, end: number): Stream.Stream<Uint8Array, CliFailure> => {
+  let position = start
+  return Stream.repeatEffectOption(
+    Effect.suspend(() => {
+      if (position >= end) return Effect.fail(Option.none())
+      const length = Math.min(READ_BYTES, end - position)
+      return Effect.tryPromise({
+        try: () => handle.read(Buffer.allocUnsafe(length), 0, length, position),
+        catch: (e) => Option.some(fileFailure("read", name, e))
+      }).pipe(
+        Effect.flatMap(({ bytesRead, buffer }) => {
+          if (bytesRead === 0) return Effect.fail(Option.some(fail(ExitCode.Usage, `${name} became shorter while it was uploaded`)))
+          position += bytesRead
+          return Effect.succeed(new Uint8Array(buffer.buffer, buffer.byteOffset, bytesRead))
+        })
+      )
+    })
+  )
+}
+
+/** Cuts ranges at multiples of `segment`, so that each span is one segment of the store. */
+export const spansToSend = (missing: RangeSet.RangeSet, segment: number): ReadonlyArray<RangeSet.Span> => {
+  const out: Array<RangeSet.Span> = []
+  const step = segment > 0 ? segment : Number.POSITIVE_INFINITY
+  for (const gap of missing) {
+    let at = gap.start
+    while (at < gap.end) {
+      const next = Math.min(gap.end, Number.isFinite(step) ? (Math.floor(at / step) + 1) * step : gap.end)
+      out.push(new RangeSet.Span({ start: at, end: next }))
+      at = next
+    }
+  }
+  return out
+}
+
+const openFile = (name: string): Effect.Effect<{ handle: fsp.FileHandle; size: number }, CliFailure, Scope.Scope> =>
+  Effect.gen(function*() {
+    const handle = yield* Effect.acquireRelease(
+      Effect.tryPromise({ try: () => fsp.open(name, "r"), catch: (e) => fileFailure("read", name, e) }),
+      (h) => Effect.promise(() => h.close().catch(() => undefined))
+    )
+    const stat = yield* Effect.tryPromise({ try: () => handle.stat(), catch: (e) => fileFailure("read", name, e) })
+    if (!stat.isFile()) return yield* fail(ExitCode.Usage, `cannot upload ${name}: not a regular file (use put for pipes)`)
+    return { handle, size: stat.size }
+  })
+
+/** The `upload` command. */
+export const upload = Command.make("upload", { ...Globals.options, file, resume, parallel, limitRate, verbose }, (args) =>
+  Effect.gen(function*() {
+    const globals = yield* Globals.resolve(args)
+    if (args.parallel < 1 || args.parallel > 64) {
+      return yield* fail(ExitCode.Usage, `--parallel must be between 1 and 64, got ${args.parallel}`)
+    }
+    const rate = Option.map(args.limitRate, parseBytes)
+    if (Option.isSome(rate) && Option.isNone(rate.value)) {
+      return yield* fail(ExitCode.Usage, `--limit-rate must be a number of bytes such as 500K or 16M`)
+    }
+    const limit = Option.match(Option.flatten(rate), {
+      onNone: () => <E, R>(s: Stream.Stream<Uint8Array, E, R>) => s,
+      onSome: throttle
+    })
+    yield* withUploads(
+      globals,
+      Effect.gen(function*() {
+        const uploads = yield* Uploads
+        const { handle, size } = yield* openFile(args.file)
+        const id = yield* Option.match(args.resume, {
+          onNone: () => uploads.begin({ size }),
+          onSome: Effect.succeed
+        })
+        const status = yield* uploads.status(id)
+        if (Option.isSome(status.size) && status.size.value !== size) {
+          return yield* fail(
+            ExitCode.Usage,
+            `upload ${id} is for ${status.size.value} bytes but ${args.file} has ${size}; is it the same file?`
+          )
+        }
+        // Before any byte: whoever kills this process can still resume.
+        yield* Output.note(`upload ${id}${Option.isSome(args.resume) ? ` resumed: ${Output.formatBytes(status.received)} already stored` : ""}`)
+        const resumed = status.received
+        const spans = spansToSend(status.missing, status.segmentSize)
+        const progress = yield* Progress.make("upload", Option.some(size), resumed)
+        const started = performance.now()
+        yield* Effect.forEach(
+          spans,
+          (span) =>
+            uploads.write(id, span.start, progress.track(limit(readRange(handle, args.file, span.start, span.end)))).pipe(
+              Effect.tap(() => args.verbose ? Output.note(`stored ${span}`) : Effect.void)
+            ),
+          { concurrency: args.parallel, discard: true }
+        ).pipe(
+          Effect.onInterrupt(() =>
+            Output.note(`interrupted; resume with: graviton upload ${args.file} --resume ${id}`)
+          )
+        )
+        const result = yield* uploads.complete(id)
+        const seconds = (performance.now() - started) / 1000
+        const sent = progress.bytes()
+        if (globals.json) {
+          return yield* Output.json({
+            key: BinaryKey.render(result.key),
+            size: result.size,
+            deduplicated: result.deduplicated,
+            locator: BlobLocator.render(result.locator),
+            upload: id,
+            resumedBytes: resumed,
+            sentBytes: sent,
+            seconds: Math.round(seconds * 1000) / 1000
+          })
+        }
+        yield* Output.line(BinaryKey.render(result.key))
+        yield* Output.note(
+          `uploaded ${args.file} (${Output.formatBytes(size)}): sent ${Output.formatBytes(sent)}` +
+            (resumed > 0 ? `, ${Output.formatBytes(resumed)} resumed` : "") +
+            (result.deduplicated ? "; the content was already stored" : "")
+        )
+      })
+    )
+  })).pipe(Command.withDescription("Upload a file resumably, spans in parallel; --resume ID continues an interrupted upload"))
