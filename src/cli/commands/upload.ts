@@ -158,7 +158,8 @@ export const upload = Command.make("upload", { ...Globals.options, file, resume,
           spans,
           (span) =>
             uploads.write(id, span.start, progress.track(limit(readRange(handle, args.file, span.start, span.end)))).pipe(
-              Effect.tap(() => args.verbose ? Output.note(`stored ${span}`) : Effect.void)
+              // With what this process has read so far, so that a kill can be accounted for (bench/uploads.ts).
+              Effect.tap(() => args.verbose ? Output.note(`stored ${span} (sent ${progress.bytes()} bytes)`) : Effect.void)
             ),
           { concurrency: args.parallel, discard: true }
         ).pipe(

@@ -1,0 +1,185 @@
+/**
+ * Resumable uploads (runtime/Uploads) against a single streamed put on the
+ * same store, in one run:
+ *
+ *   uploads.<store>.<size>           Uploads with 4 spans in flight (begin, writes, complete)
+ *                                    vs BlobStore.put of the same file, one stream
+ *   uploads.<store>.<size>.resume    a `graviton upload` process SIGKILLed at 50%,
+ *                                    then resumed: bytes the resume sent vs the
+ *                                    bound "bytes not yet sent at the kill + one part"
+ *
+ * Stores: embedded (fs + LevelDB, a fresh home per run so that nothing
+ * deduplicates) and S3 (when an S3 UploadStaging is available: a fresh key
+ * prefix per run, on the harness server). Sizes: 1 GiB (BENCH_QUICK=1: 64 MiB).
+ * BENCH_UPLOAD_STORES=embedded limits the stores.
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Stream from "effect/Stream"
+import { spawn, spawnSync } from "node:child_process"
+import { randomFillSync } from "node:crypto"
+import * as fs from "node:fs"
+import * as fsp from "node:fs/promises"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import * as EmbeddedLayers from "../src/backends/embedded/EmbeddedLayers.js"
+import { readRange, spansToSend } from "../src/cli/commands/upload.js"
+import * as Io from "../src/cli/io.js"
+import * as RangeSet from "../src/core/RangeSet.js"
+import { BlobStore } from "../src/ports/BlobStore.js"
+import { Uploads } from "../src/runtime/Uploads.js"
+import * as UploadsModule from "../src/runtime/Uploads.js"
+import * as Bench from "./harness.js"
+
+const MiB = 1024 * 1024
+const size = Bench.size(1024 * MiB, 64 * MiB)
+const label = `${size / MiB}MiB`
+const PARALLEL = 4
+const bin = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "bin", "graviton.js")
+const work = fs.mkdtempSync(path.join(os.tmpdir(), "graviton-bench-uploads-"))
+const stores = (process.env.BENCH_UPLOAD_STORES ?? "embedded,s3").split(",")
+
+const input = path.join(work, "input.bin")
+{
+  const fd = fs.openSync(input, "w")
+  const buffer = Buffer.allocUnsafe(8 * MiB)
+  for (let written = 0; written < size; written += buffer.length) {
+    randomFillSync(buffer)
+    fs.writeSync(fd, buffer, 0, Math.min(buffer.length, size - written))
+  }
+  fs.closeSync(fd)
+}
+
+/** One upload through Uploads: spans cut at the staging's segments, PARALLEL at a time. */
+const viaUploads = Effect.gen(function*() {
+  const uploads = yield* Uploads
+  const handle = yield* Effect.promise(() => fsp.open(input, "r"))
+  try {
+    const id = yield* uploads.begin({ size })
+    const status = yield* uploads.status(id)
+    yield* Effect.forEach(
+      spansToSend(RangeSet.missing(RangeSet.empty, size), status.segmentSize),
+      (span) => uploads.write(id, span.start, readRange(handle, input, span.start, span.end)),
+      { concurrency: PARALLEL, discard: true }
+    )
+    return yield* uploads.complete(id)
+  } finally {
+    yield* Effect.promise(() => handle.close())
+  }
+})
+
+/** One streamed put of the whole file. */
+const viaPut = Effect.scoped(Effect.gen(function*() {
+  const file = yield* Io.fileInput(input)
+  return yield* Stream.run(file.stream, (yield* BlobStore).put())
+}))
+
+/** Runs `effect` on a store built fresh for this run; returns MB/s of the work alone (the layer is built first). */
+const timed = async <E>(layer: Layer.Layer<Uploads | BlobStore, E>, effect: Effect.Effect<unknown, unknown, Uploads | BlobStore>) => {
+  const runtime = ManagedRuntime.make(layer)
+  try {
+    await runtime.runPromise(Effect.void)
+    const seconds = await Bench.time(() => runtime.runPromise(effect))
+    return Bench.mbps(size, seconds)
+  } finally {
+    await runtime.dispose()
+  }
+}
+
+let homes = 0
+const freshHome = () => {
+  const home = path.join(work, `home-${homes++}`)
+  return home
+}
+const embedded = () => {
+  const home = freshHome()
+  return UploadsModule.layer().pipe(Layer.provideMerge(EmbeddedLayers.live({ home })))
+}
+
+/** Kills `graviton upload` once half the file has landed, resumes it, and reports the bytes sent by each. */
+const killAndResume = (env: Record<string, string>) =>
+  new Promise<{ sentBeforeKill: number; landedAtKill: number; resumeSent: number; resumed: number; segment: number }>((resolve, reject) => {
+    const home = freshHome()
+    const fullEnv = { ...process.env, GRAVITON_HOME: home, GRAVITON_NO_PROGRESS: "1", ...env }
+    const child = spawn(process.execPath, [bin, "upload", input, "--verbose", "--parallel", String(PARALLEL)], {
+      env: fullEnv,
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let stderr = ""
+    let landed = 0
+    let sent = 0
+    let segment = 0
+    let killed = false
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString()
+      if (killed) return
+      landed = 0
+      for (const m of stderr.matchAll(/stored \[(\d+), (\d+)\) \(sent (\d+) bytes\)/g)) {
+        landed += Number(m[2]) - Number(m[1])
+        segment = Math.max(segment, Number(m[2]) - Number(m[1]))
+        sent = Math.max(sent, Number(m[3]))
+      }
+      if (landed >= size / 2) {
+        killed = true
+        child.kill("SIGKILL")
+      }
+    })
+    child.on("error", reject)
+    child.on("close", () => {
+      const id = /upload ([0-9a-f]{32})/.exec(stderr)?.[1]
+      if (!killed || id === undefined) return reject(new Error(`upload not killed at 50%: ${stderr}`))
+      const resumed = spawnSync(process.execPath, [bin, "upload", input, "--resume", id, "--json", "--parallel", String(PARALLEL)], {
+        env: fullEnv,
+        encoding: "utf8"
+      })
+      if (resumed.status !== 0) return reject(new Error(`resume failed: ${resumed.stderr}`))
+      const out = JSON.parse(resumed.stdout) as { sentBytes: number; resumedBytes: number }
+      resolve({ sentBeforeKill: sent, landedAtKill: landed, resumeSent: out.sentBytes, resumed: out.resumedBytes, segment })
+    })
+  })
+
+const resumeFigures = async (store: string, env: Record<string, string>) => {
+  const r = await killAndResume(env)
+  const bound = size - r.sentBeforeKill + r.segment
+  console.log(
+    `BENCH ${JSON.stringify({
+      name: `uploads.${store}.${label}.resume.sentMiB`,
+      unit: "MiB",
+      ours: Math.round((r.resumeSent / MiB) * 10) / 10,
+      baseline: Math.round((bound / MiB) * 10) / 10,
+      baselineName: "bytes not sent before the kill + one part",
+      ratio: Math.round((r.resumeSent / bound) * 1000) / 1000,
+      higherIsBetter: false
+    })}`
+  )
+  console.log(
+    `  ${store}: killed after ${(r.sentBeforeKill / MiB).toFixed(1)} MiB sent (${(r.landedAtKill / MiB).toFixed(1)} MiB stored); ` +
+      `resume found ${(r.resumed / MiB).toFixed(1)} MiB stored and sent ${(r.resumeSent / MiB).toFixed(1)} MiB; ` +
+      `lost in flight ${((r.sentBeforeKill - r.resumed) / MiB).toFixed(1)} MiB (parts of ${(r.segment / MiB).toFixed(0)} MiB, ${PARALLEL} in flight)`
+  )
+}
+
+const main = async () => {
+  console.log(`uploads benchmark: ${label}, ${PARALLEL} spans in flight, work dir ${work}`)
+  if (stores.includes("embedded")) {
+    await Bench.compare({
+      name: `uploads.embedded.${label}`,
+      unit: "MB/s",
+      baselineName: "BlobStore.put, one stream",
+      higherIsBetter: true,
+      runs: 3,
+      ours: () => timed(embedded(), viaUploads),
+      baseline: () => timed(embedded(), viaPut)
+    })
+    await resumeFigures("embedded", { GRAVITON_STORE: "embedded" })
+  }
+  if (stores.includes("s3")) {
+    const s3 = await import("./uploadsS3.js" as string).catch(() => undefined) as undefined | { run: (o: unknown) => Promise<void> }
+    if (s3 === undefined) console.log("  s3: skipped (bench/uploadsS3.ts is not available)")
+    else await s3.run({ size, label, input, parallel: PARALLEL, viaUploads, viaPut, timed, resumeFigures })
+  }
+}
+
+main().finally(() => fs.rmSync(work, { recursive: true, force: true }))
