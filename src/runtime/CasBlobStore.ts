@@ -63,6 +63,15 @@
  * removes its record in one atomic `commit`; a block whose count drops to
  * zero is marked Deleting, its object removed, then its record.
  *
+ * Assembly (the BlobAssembly the layer also provides, used by resumable
+ * uploads). Objects already staged under `<staging>/uploads/` are read once,
+ * hashed whole and one by one, and once the key is verified each becomes a
+ * block of a chunked blob: moved to its block address (or removed when the
+ * block is already stored), with the same reference counting as a chunked
+ * put. No byte is written twice. The moves run uninterruptibly; a failure
+ * during them may leave some parts consumed (the upload must then be sent
+ * again: space and time are lost, never stored data).
+ *
  * Reads verify. A full read is re-hashed as it flows and fails with
  * Corrupted at the end when the bytes do not match the key: every byte
  * before that failure has already been emitted, so a caller that must not
