@@ -8,9 +8,16 @@
  */
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
+import type { BinaryKey } from "../core/BinaryKey.js"
 import type { BlobLocator, LocatorPrefix } from "../core/BlobLocator.js"
 import type { BlobError } from "../core/Errors.js"
 import type { BlobWritePlan, BlobWriteResult } from "../core/Models.js"
+
+/** One staged object, with the key of its bytes when the caller computed it while writing them. */
+export interface AssemblyPart {
+  readonly locator: BlobLocator
+  readonly key?: BinaryKey | undefined
+}
 
 /** See the module comment. */
 export class BlobAssembly extends Context.Tag("graviton/BlobAssembly")<BlobAssembly, {
@@ -21,9 +28,15 @@ export class BlobAssembly extends Context.Tag("graviton/BlobAssembly")<BlobAssem
    * before anything is adopted: a mismatch fails with InvalidInput and leaves
    * the parts in place. On success every part has been consumed (adopted or
    * removed); a failure after adoption began may have consumed some of them.
+   *
+   * When the caller already hashed the bytes as it wrote them (every part
+   * has its `key` and `known` is the whole blob's key, same algorithm), the
+   * parts are not read again: the keys are trusted as a put trusts the hash
+   * of the bytes it streamed.
    */
   readonly assemble: (
-    parts: ReadonlyArray<BlobLocator>,
-    plan?: BlobWritePlan
+    parts: ReadonlyArray<AssemblyPart>,
+    plan?: BlobWritePlan,
+    known?: BinaryKey
   ) => Effect.Effect<BlobWriteResult, BlobError>
 }>() {}

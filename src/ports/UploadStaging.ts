@@ -10,12 +10,24 @@ import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
 import type * as Stream from "effect/Stream"
+import type { BinaryKey } from "../core/BinaryKey.js"
 import type { BlobError } from "../core/Errors.js"
 import type { BlobWritePlan, BlobWriteResult } from "../core/Models.js"
 import type { RangeSet, Span } from "../core/RangeSet.js"
 
 /** What the staging knows about one upload, as recorded by `begin` (opaque to Uploads). */
 export type StagingState = string
+
+/**
+ * Keys the writing process computed from the bytes as they were written:
+ * the whole content's, and each segment's. A staging may use them to skip
+ * reading the content again; it must ignore them when its segments are not
+ * exactly these.
+ */
+export interface CompleteHint {
+  readonly key: BinaryKey
+  readonly segments: ReadonlyArray<{ readonly span: Span; readonly key: BinaryKey }>
+}
 
 /** See the module comment. */
 export class UploadStaging extends Context.Tag("graviton/UploadStaging")<UploadStaging, {
@@ -54,7 +66,8 @@ export class UploadStaging extends Context.Tag("graviton/UploadStaging")<UploadS
     id: string,
     state: StagingState,
     size: number,
-    plan: BlobWritePlan
+    plan: BlobWritePlan,
+    hint?: CompleteHint
   ) => Effect.Effect<BlobWriteResult, BlobError>
   /** Removes everything staged for the upload; aborting an unknown or finished upload succeeds. */
   readonly abort: (id: string, state: StagingState) => Effect.Effect<void, BlobError>

@@ -1,6 +1,6 @@
 export * from "./BackendEvents.js"
 export { BlobStore } from "./BlobStore.js"
-export { BlobAssembly } from "./BlobAssembly.js"
+export { type AssemblyPart, BlobAssembly } from "./BlobAssembly.js"
 export * as KV from "./KeyValueStore.js"
 export { KeyValueStore, type KvCheck, type KvWrite } from "./KeyValueStore.js"
 export { MetricsRegistry, type MetricSample, type MetricTags } from "./MetricsRegistry.js"
@@ -13,4 +13,4 @@ export {
 export { RangeTracker } from "./RangeTracker.js"
 export { ReplicaIndex } from "./ReplicaIndex.js"
 export { UnitOfWork } from "./UnitOfWork.js"
-export { type StagingState, UploadStaging } from "./UploadStaging.js"
+export { type CompleteHint, type StagingState, UploadStaging } from "./UploadStaging.js"

@@ -115,7 +115,7 @@ import * as Hashing from "../core/Hashing.js"
 import type { BlobStat, BlobWritePlan, BlobWriteResult } from "../core/Models.js"
 import * as RangeSet from "../core/RangeSet.js"
 import { BlobDeleted, BlobStored } from "../ports/BackendEvents.js"
-import { BlobAssembly } from "../ports/BlobAssembly.js"
+import { type AssemblyPart, BlobAssembly } from "../ports/BlobAssembly.js"
 import { BlobStore } from "../ports/BlobStore.js"
 import { KeyValueStore, type KvCheck, type KvWrite } from "../ports/KeyValueStore.js"
 import * as KV from "../ports/KeyValueStore.js"
@@ -844,35 +844,62 @@ const build = (options: Options) =>
      * block address, or removed when that block is already stored), so no
      * byte is written twice. Works whatever the configured layout.
      */
-    const assemble = (parts: ReadonlyArray<BlobLocator.BlobLocator>, plan?: BlobWritePlan) =>
+    /** Keys trusted from the caller (see BlobAssembly), when they are complete and consistent. */
+    const trustedKeys = (parts: ReadonlyArray<AssemblyPart>, known: BinaryKey.BinaryKey | undefined, algorithm: BinaryKey.HashAlgorithm) => {
+      if (known === undefined || known.algorithm !== algorithm) return undefined
+      let total = 0
+      for (const p of parts) {
+        if (p.key === undefined || p.key.algorithm !== algorithm) return undefined
+        total += p.key.size
+      }
+      return total === known.size ? known : undefined
+    }
+
+    const assemble = (parts: ReadonlyArray<AssemblyPart>, plan?: BlobWritePlan, known?: BinaryKey.BinaryKey) =>
       Effect.gen(function*() {
         const s = yield* settings
         const checked = yield* checkPlan(plan, s.algorithm)
         const startedAt = yield* Clock.currentTimeNanos
-        const whole = yield* Hashing.makeHasher(checked.algorithm)
         const limit = Math.min(checked.maxSize, checked.expectedKey?.size ?? Number.POSITIVE_INFINITY)
         const blocks: Array<{ readonly key: BinaryKey.BinaryKey; readonly offset: number; readonly source: BlobLocator.BlobLocator }> = []
         const empty: Array<BlobLocator.BlobLocator> = []
-        for (const part of parts) {
-          const hasher = yield* Hashing.makeHasher(checked.algorithm)
-          yield* objects.get(part).pipe(
-            Stream.mapError(fromPortError("assemble")),
-            Stream.runForEachChunk((chunks) =>
-              Effect.suspend(() => {
-                for (const c of chunks) {
-                  hasher.update(c)
-                  whole.update(c)
-                }
-                return whole.size > limit
-                  ? Effect.fail(fail("InvalidInput", "assemble", `the parts are longer than the plan allows (${limit} bytes); nothing was stored`))
-                  : Effect.void
-              })
+        const trusted = trustedKeys(parts, known, checked.algorithm)
+        let key: BinaryKey.BinaryKey
+        if (trusted !== undefined) {
+          // Hashed by the caller as the bytes were written: nothing to read again.
+          if (trusted.size > limit) {
+            return yield* fail("InvalidInput", "assemble", `the parts are longer than the plan allows (${limit} bytes); nothing was stored`)
+          }
+          let offset = 0
+          for (const part of parts) {
+            if (part.key!.size === 0) empty.push(part.locator)
+            else blocks.push({ key: part.key!, offset, source: part.locator })
+            offset += part.key!.size
+          }
+          key = trusted
+        } else {
+          const whole = yield* Hashing.makeHasher(checked.algorithm)
+          for (const { locator: part } of parts) {
+            const hasher = yield* Hashing.makeHasher(checked.algorithm)
+            yield* objects.get(part).pipe(
+              Stream.mapError(fromPortError("assemble")),
+              Stream.runForEachChunk((chunks) =>
+                Effect.suspend(() => {
+                  for (const c of chunks) {
+                    hasher.update(c)
+                    whole.update(c)
+                  }
+                  return whole.size > limit
+                    ? Effect.fail(fail("InvalidInput", "assemble", `the parts are longer than the plan allows (${limit} bytes); nothing was stored`))
+                    : Effect.void
+                })
+              )
             )
-          )
-          if (hasher.size === 0) empty.push(part)
-          else blocks.push({ key: hasher.key(), offset: whole.size - hasher.size, source: part })
+            if (hasher.size === 0) empty.push(part)
+            else blocks.push({ key: hasher.key(), offset: whole.size - hasher.size, source: part })
+          }
+          key = whole.key()
         }
-        const key = whole.key()
         yield* checkExpected(checked, key)
         const held: Held = new Map()
         let owned = false

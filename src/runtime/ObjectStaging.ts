@@ -23,6 +23,7 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import { randomUUID } from "node:crypto"
+import type { BinaryKey } from "../core/BinaryKey.js"
 import * as BlobLocator from "../core/BlobLocator.js"
 import { BlobError, type ObjectStoreError, toPortError } from "../core/Errors.js"
 import type { BlobWritePlan } from "../core/Models.js"
@@ -30,7 +31,7 @@ import * as RangeSet from "../core/RangeSet.js"
 import type { BlobAssembly } from "../ports/BlobAssembly.js"
 import type { BlobStore } from "../ports/BlobStore.js"
 import type { MutableObjectStoreShape } from "../ports/ObjectStore.js"
-import type { UploadStaging } from "../ports/UploadStaging.js"
+import type { CompleteHint, UploadStaging } from "../ports/UploadStaging.js"
 
 /** Backend name in errors raised here. */
 const BACKEND = "uploads"
@@ -176,7 +177,21 @@ export const make = (options: Options): UploadStaging["Type"] => {
       Stream.runDrain
     )
 
-  const complete: UploadStaging["Type"]["complete"] = (id, _state, size, plan: BlobWritePlan) =>
+  /** The hinted key of each piece, when the hint describes exactly these segments. */
+  const hintedKeys = (pieces: ReadonlyArray<Piece>, hint: CompleteHint | undefined) => {
+    if (hint === undefined || hint.segments.length !== pieces.length) return undefined
+    const keys: Array<BinaryKey> = []
+    for (let i = 0; i < pieces.length; i++) {
+      const h = hint.segments[i]!
+      if (h.span.start !== pieces[i]!.span.start || h.span.end !== pieces[i]!.span.end || h.key.size !== h.span.length) {
+        return undefined
+      }
+      keys.push(h.key)
+    }
+    return keys
+  }
+
+  const complete: UploadStaging["Type"]["complete"] = (id, _state, size, plan: BlobWritePlan, hint) =>
     Effect.gen(function*() {
       const segs = yield* segments("complete", id)
       const pieces = yield* Option.match(cover(segs, size), {
@@ -184,7 +199,14 @@ export const make = (options: Options): UploadStaging["Type"] => {
         onSome: Effect.succeed
       })
       const result = yield* Option.isSome(assembly) && tiles(pieces)
-        ? assembly.value.assemble(pieces.map((p) => p.segment.locator), plan)
+        ? Effect.suspend(() => {
+          const keys = hintedKeys(pieces, hint)
+          return assembly.value.assemble(
+            pieces.map((p, i) => ({ locator: p.segment.locator, key: keys?.[i] })),
+            plan,
+            keys === undefined ? undefined : hint!.key
+          )
+        })
         : Stream.run(
           Stream.flatMap(Stream.fromIterable(pieces), (p) =>
             objects.get(p.segment.locator, {

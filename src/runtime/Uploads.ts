@@ -31,6 +31,10 @@
  * is aborted (its bytes can never make that blob). Any other failure gives
  * the claim back, so `complete` can be called again.
  *
+ * The process that began an upload hashes the segments as they are written
+ * (UploadHashes), so that `complete` can skip reading the content back; any
+ * other process, or one that lost track, reads it back instead.
+ *
  * Expiry: every upload has a deadline (`ttl` after `begin`, default 24 h).
  * Past it, calls fail with NotFound and `expire` (the `graviton uploads gc`
  * command) removes it with its staged bytes.
@@ -50,6 +54,7 @@ import { randomUUID } from "node:crypto"
 import * as BinaryKey from "../core/BinaryKey.js"
 import type * as BlobLocator from "../core/BlobLocator.js"
 import { BlobError, type MetadataError, toPortError } from "../core/Errors.js"
+import * as Hashing from "../core/Hashing.js"
 import type { BlobWritePlan, BlobWriteResult } from "../core/Models.js"
 import * as RangeSet from "../core/RangeSet.js"
 import { UploadAborted } from "../ports/BackendEvents.js"
@@ -62,6 +67,7 @@ import { UploadStaging } from "../ports/UploadStaging.js"
 import * as Events from "./Events.js"
 import * as Instrument from "./Instrument.js"
 import * as ObjectStaging from "./ObjectStaging.js"
+import * as UploadHashes from "./UploadHashes.js"
 
 /** Backend name in errors, events and metrics. */
 export const BACKEND = "uploads"
@@ -237,6 +243,7 @@ export const make = (
         })
     })
     const defaultTtl = Duration.decode(options.ttl ?? DEFAULT_TTL)
+    const hashes = UploadHashes.make()
 
     const recordKey = (id: string) => NAMESPACE + id
     const useStaging = (method: string) =>
@@ -336,6 +343,9 @@ export const make = (
         )
         if (!created) return yield* fail("Conflict", "begin", `upload id ${id} is already in use`)
         yield* instrument.counter(metrics.begun)
+        // This process writes it from the start: hash as the bytes go by (see UploadHashes).
+        const algorithm = expected?.algorithm ?? "sha256"
+        hashes.start(id, algorithm, yield* Hashing.makeHasher(algorithm))
         return id
       }).pipe(instrument.observe("begin"))
 
@@ -417,10 +427,23 @@ export const make = (
           }
           const boundary = (Math.floor(position / s.segmentSize) + 1) * s.segmentSize
           const limit = Math.min(boundary, size ?? Number.POSITIVE_INFINITY) - position
-          const span = yield* s.writeSegment(id, record.state, position, segmentBytes(limit), size).pipe(
+          const algorithm = hashes.algorithmOf(id)
+          const hasher = algorithm === undefined ? undefined : yield* Hashing.makeHasher(algorithm)
+          const kept: Array<Uint8Array> = []
+          const segment = hasher === undefined
+            ? segmentBytes(limit)
+            : Stream.mapChunks(segmentBytes(limit), (chunks) => {
+              for (const c of chunks) {
+                hasher.update(c)
+                kept.push(c)
+              }
+              return chunks
+            })
+          const span = yield* s.writeSegment(id, record.state, position, segment, size).pipe(
             Effect.catchAll((e): Effect.Effect<never, BlobError | E> => Option.isSome(failure) ? Effect.fail(failure.value) : Effect.fail(e))
           )
           if (Option.isNone(span)) break
+          if (hasher !== undefined && hasher.size === span.value.length) hashes.landed(id, span.value, hasher.key(), kept)
           landed = yield* Effect.mapError(ranges.merge(id, span.value), fromMetadataError("write"))
           written += span.value.length
           position = span.value.end
@@ -462,6 +485,7 @@ export const make = (
     const removeUpload = (method: string, id: string, record: UploadRecord, why: string) =>
       Effect.gen(function*() {
         const s = yield* useStaging(method)
+        hashes.forget(id)
         yield* s.abort(id, record.state)
         yield* Effect.mapError(ranges.clear(id), fromMetadataError(method))
         yield* Effect.mapError(kv.delete(recordKey(id)), fromMetadataError(method))
@@ -526,7 +550,8 @@ export const make = (
           ...(record.contentType === undefined ? {} : { contentType: record.contentType })
         }
         const giveBack = Effect.ignore(kv.compareAndSet(recordKey(id), Option.some(claimedRaw), Option.some(raw)))
-        const result = yield* s.complete(id, record.state, size, plan).pipe(
+        const hint = hashes.finish(id, size)
+        const result = yield* s.complete(id, record.state, size, plan, hint).pipe(
           Effect.onExit((exit) => {
             if (Exit.isSuccess(exit)) return Effect.void
             const e = Option.getOrUndefined(Cause.failureOption(exit.cause))

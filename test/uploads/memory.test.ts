@@ -12,8 +12,10 @@ import * as MemoryBlobStore from "../../src/backends/memory/MemoryBlobStore.js"
 import * as MemoryLayers from "../../src/backends/memory/MemoryLayers.js"
 import * as MemoryObjectStore from "../../src/backends/memory/MemoryObjectStore.js"
 import * as BlobLocator from "../../src/core/BlobLocator.js"
+import type { ByteRange } from "../../src/core/RangeSet.js"
 import { BlobStore } from "../../src/ports/BlobStore.js"
 import { MetricsRegistry } from "../../src/ports/MetricsRegistry.js"
+import { MutableObjectStore } from "../../src/ports/ObjectStore.js"
 import * as Uploads from "../../src/runtime/Uploads.js"
 import * as CasBlobStore from "../../src/runtime/CasBlobStore.js"
 import * as Events from "../../src/runtime/Events.js"
@@ -24,11 +26,26 @@ import { stagedObjects } from "./fixtures.js"
 
 const segmentSize = 64 * 1024
 
+/** Reads of the object store, counted by `countingObjects`. */
+let objectReads = 0
+
+/** The in-memory object store, counting its reads. */
+const countingObjects = Layer.effect(
+  MutableObjectStore,
+  Effect.map(MemoryObjectStore.make, (store) => ({
+    ...store,
+    get: (locator: BlobLocator.BlobLocator, range?: ByteRange) => {
+      objectReads++
+      return store.get(locator, range)
+    }
+  }))
+)
+
 /** CasBlobStore over fresh in-memory ports, with Uploads on top. */
 const casMemory = () =>
   Uploads.layer({ segmentSize }).pipe(
     Layer.provideMerge(CasBlobStore.layer()),
-    Layer.provideMerge(Layer.mergeAll(MemoryObjectStore.layer, MemoryLayers.metadata, Metrics.layer, Events.layer))
+    Layer.provideMerge(Layer.mergeAll(countingObjects, MemoryLayers.metadata, Metrics.layer, Events.layer))
   )
 
 testUploads("cas over memory (assembly)", {
@@ -58,7 +75,10 @@ describe("Uploads over CasBlobStore", () => {
       const id = yield* uploads.begin({ size: bytes.length })
       yield* uploads.write(id, 0, Stream.make(bytes))
       const written = yield* counterValue("graviton_bytes_written_total")
+      const reads = objectReads
       const result = yield* uploads.complete(id)
+      // Hashed while written by this process: complete does not read the segments back.
+      expect(objectReads).toBe(reads)
       // A chunked blob (its manifest locator), made of the four segments, with no new bytes written.
       expect(BlobLocator.render(result.locator)).toBe(`kv://blobs/${result.key}`)
       expect(yield* counterValue("graviton_bytes_written_total")).toBe(written)
@@ -67,8 +87,23 @@ describe("Uploads over CasBlobStore", () => {
       const slice = yield* collect(store.get(result.key, { start: segmentSize - 5, end: segmentSize + 5 }))
       expect(sameBytes(slice, bytes.subarray(segmentSize - 5, segmentSize + 5))).toBe(true)
     }).pipe(Effect.provide(casMemory())))
+
+  it.effect("an instance that did not write the upload reads the segments back to hash them", () =>
+    Effect.gen(function*() {
+      const first = yield* Uploads.Uploads
+      const bytes = randomBytes(2 * segmentSize + 3, 43)
+      const id = yield* first.begin({ size: bytes.length })
+      yield* first.write(id, 0, Stream.make(bytes))
+      const second = yield* Uploads.make({ segmentSize })
+      const reads = objectReads
+      const result = yield* second.complete(id)
+      expect(objectReads - reads).toBe(3)
+      expect(sameBytes(yield* collect((yield* BlobStore).get(result.key)), bytes)).toBe(true)
+    }).pipe(Effect.provide(casMemory())))
 })
 
-const counterValue = (name: string) =>
+const counterValue = (name: string, tags: Record<string, string> = {}) =>
   Effect.map(Effect.flatMap(MetricsRegistry, (m) => m.snapshot), (samples) =>
-    samples.filter((s) => s.name === name && s._tag === "Counter").reduce((n, s) => n + (s._tag === "Counter" ? s.value : 0), 0))
+    samples
+      .filter((s) => s.name === name && s._tag === "Counter" && Object.entries(tags).every(([k, v]) => s.tags[k] === v))
+      .reduce((n, s) => n + (s._tag === "Counter" ? s.value : 0), 0))

@@ -68,8 +68,10 @@ export interface FsObjectStoreOptions {
 /** Name of the store's own directory inside root; reserved as a bucket name. */
 export const RESERVED = ".graviton"
 
-/** Bytes per chunk of a read. */
-const READ_CHUNK = 64 * 1024
+/** Bytes per chunk of a read: large, so that per-chunk costs (a syscall, a stream step) vanish next to hashing. */
+const READ_CHUNK = 1024 * 1024
+/** Chunks read ahead of a reader (memory: this many chunks per open read). */
+const READ_AHEAD = 2
 /** Small writes are gathered into one write call up to this size. */
 const GATHER_BYTES = 1024 * 1024
 /** Longest file name most filesystems accept, in bytes. */
@@ -232,7 +234,10 @@ export const make = (
                     Effect.fail(fsError("get", "Corrupted", `${t.key} ended ${left} bytes early (changed in place?)`)),
                   onSome: (buf) => Effect.succeed(Option.some([Chunk.of(buf), left - buf.length] as const))
                 }))
-              ))
+              )).pipe(
+                // Two reads ahead of the consumer, so the disk works while the caller hashes or sends.
+                Stream.buffer({ capacity: READ_AHEAD })
+              )
         })
       ).pipe(instrument.observeStream("get"))
 
@@ -245,7 +250,13 @@ export const make = (
             Effect.mapError((e) =>
               // mkdir -p meets a file where a directory should be: that file is another object.
               errnoCode(e) === "EEXIST" || errnoCode(e) === "ENOTDIR"
-                ? fsError(method, "Conflict", `${what}: a parent of this path is itself an object`)
+                ? new ObjectStoreError({
+                  reason: "Conflict",
+                  backend: BACKEND,
+                  method,
+                  description: `${what}: a parent of this path is itself an object`,
+                  cause: e
+                })
                 : fromFileSystem(method, what)(e)
             )
           )
@@ -253,8 +264,16 @@ export const make = (
           yield* fs.rename(from, to).pipe(Effect.mapError(fromFileSystem(method, what)))
         }).pipe(
           Effect.catchIf(
-            (e) => left > 1 && errnoCode(e.cause) === "ENOENT",
-            () => attempt(left - 1)
+            (e) => left > 1 && (errnoCode(e.cause) === "ENOENT" || errnoCode(e.cause) === "EEXIST"),
+            (e) =>
+              errnoCode(e.cause) === "ENOENT"
+                ? attempt(left - 1)
+                // mkdir -p saw the directory, then a concurrent prune removed it before mkdir could check
+                // it (Node then reports EEXIST): only a file in the way is a real conflict.
+                : Effect.flatMap(
+                  Effect.promise(() => NFS.promises.stat(Path.dirname(to)).then((st) => st.isFile(), () => false)),
+                  (isFile) => (isFile ? Effect.fail(e) : attempt(left - 1))
+                )
           )
         )
       return attempt(PLACE_ATTEMPTS)
