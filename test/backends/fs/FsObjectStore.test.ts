@@ -64,6 +64,22 @@ const tempFiles = (root: string) => readdirSync(join(root, ".graviton", "tmp"))
 const { stalled } = helpers
 
 describe("FsObjectStore", () => {
+  it.scoped("concurrent puts and moves into one new directory all succeed", () =>
+    Effect.gen(function*() {
+      const [store] = yield* fresh()
+      // Each round: 16 writers create the same new nested directory at once (mkdir -p racing itself,
+      // which Node can report as EEXIST), some of them deleting again (which prunes empty directories).
+      for (let round = 0; round < 20; round++) {
+        yield* Effect.forEach(Array.from({ length: 16 }, (_, i) => i), (i) =>
+          Effect.gen(function*() {
+            yield* put(store, `file://bkt/d${round}/a/b/c/tmp-${i}`, utf8(`x${i}`))
+            yield* store.move(loc(`file://bkt/d${round}/a/b/c/tmp-${i}`), loc(`file://bkt/d${round}/a/b/c/${i}`))
+            if (i % 2 === 0) yield* store.delete(loc(`file://bkt/d${round}/a/b/c/${i}`))
+          }), { concurrency: 16, discard: true })
+      }
+      expect((yield* paths(store, "file://bkt/")).length).toBe(20 * 8)
+    }))
+
   it.scoped("objects are plain files at <root>/<bucket>/<path>, and plain files are objects", () =>
     Effect.gen(function*() {
       const [store, root] = yield* fresh()
