@@ -332,3 +332,77 @@ export const layerConfig = (
   options: S3BlobStoreOptions = {}
 ): Layer.Layer<BlobStore, ObjectStoreError | ConfigError.ConfigError> =>
   layerFromClient(options).pipe(Layer.provide(S3Client.layerConfig(config)))
+
+/**
+ * Adopts an object already staged in the bucket (e.g. a completed multipart
+ * upload) as a blob of the namespace `blobPrefix`: the object is read once to
+ * be hashed (skipped when `known` is given: the caller hashed the bytes as it
+ * wrote them), the key checked against the plan, then copied server-side to
+ * its content address unless the blob is already there. On an expected-key
+ * mismatch (InvalidInput) nothing is stored and the staged object stays; on
+ * success it is deleted. Any other failure also leaves it in place, so the
+ * adoption can be repeated (the staged object may be the only copy).
+ */
+export const adoptStaged = (ops: Ops, blobPrefix: string) =>
+(
+  staged: BlobLocator.BlobLocator,
+  plan?: BlobWritePlan,
+  known?: BinaryKey.BinaryKey
+): Effect.Effect<BlobWriteResult, BlobError> => {
+  const { instrument, settings } = ops
+  const base = settings.prefix + blobPrefix
+  const contentKey = (key: BinaryKey.BinaryKey) => `${base}${key.algorithm}/${key.digest}`
+  const locatorOf = (key: BinaryKey.BinaryKey) =>
+    new BlobLocator.BlobLocator({ scheme: SCHEME, bucket: settings.bucket, path: `${blobPrefix}${key.algorithm}/${key.digest}` })
+  const headersOf = (key: BinaryKey.BinaryKey, contentType: string | undefined): WriteHeaders => ({
+    contentType,
+    metadata: {
+      [metadataKeys.algorithm]: key.algorithm,
+      [metadataKeys.digest]: key.digest,
+      [metadataKeys.size]: String(key.size)
+    }
+  })
+  const relabel = (e: ObjectStoreError | BlobError): BlobError => e._tag === "BlobError" ? e : toBlobError(e, "adopt")
+
+  return Effect.gen(function*() {
+    const { algorithm, contentType, expectedKey, maxSize } = yield* Either.mapLeft(
+      checkPlan(plan),
+      (e) => new BlobError({ ...e, method: "adopt" })
+    )
+    if (staged.scheme !== SCHEME || staged.bucket !== settings.bucket) {
+      return yield* fail("InvalidInput", "adopt", `${BlobLocator.render(staged)} is not in this store's bucket ${settings.bucket}`)
+    }
+    const stagedKey = settings.prefix + staged.path
+    const stagedText = BlobLocator.render(staged)
+    const info = yield* ops.head(stagedKey, stagedText)
+    if (Option.isNone(info)) return yield* fail("NotFound", "adopt", `no staged object ${stagedText}`)
+    const size = info.value.size
+    if (size > maxSize) return yield* fail("InvalidInput", "adopt", `the content exceeds maxSize (${maxSize} bytes)`)
+    const key = known !== undefined && known.algorithm === algorithm && known.size === size
+      ? known
+      : yield* Effect.scoped(Effect.flatMap(ops.open(stagedKey, stagedText), (opened) => Hashing.hashStream(algorithm, opened.body)))
+    if (key.size !== size) {
+      return yield* fail("Conflict", "adopt", `${stagedText} changed while it was read (${key.size} of ${size} bytes)`)
+    }
+    if (expectedKey !== undefined && !sameKey(key, expectedKey)) {
+      return yield* fail("InvalidInput", "adopt", `the content hashes to ${key} but the expected key is ${expectedKey}; nothing was stored`)
+    }
+    const locator = locatorOf(key)
+    const text = BlobLocator.render(locator)
+    const found = yield* Effect.map(ops.head(contentKey(key), text), (i): Presence =>
+      Option.isNone(i) ? "absent" : i.value.size === key.size ? "present" : "mismatched")
+    const deduplicated = found === "present"
+      ? true
+      : (yield* serverCopy(ops, stagedKey, contentKey(key), text, size, { contentType }, headersOf(key, contentType), found === "absent"))
+        ._tag === "Exists"
+    // Only now is the staged object redundant.
+    yield* ops.deleteObject(stagedKey, stagedText)
+    yield* instrument.publish(
+      new BlobStored({ backend: BACKEND, at: new Date(yield* Clock.currentTimeMillis), key: BinaryKey.render(key), locator: text, size, deduplicated })
+    )
+    yield* instrument.counter(MetricKeys.bytesIngested, size)
+    yield* instrument.counter(MetricKeys.blocksIngested, 1)
+    if (deduplicated) yield* instrument.counter(MetricKeys.dedupHits, 1)
+    return { key, locator, size, deduplicated } satisfies BlobWriteResult
+  }).pipe(Effect.mapError(relabel), instrument.observe("adopt"))
+}

@@ -1,17 +1,21 @@
 /**
- * The S3 backend: BlobStore, MutableObjectStore and ImmutableObjectStore on
- * AWS S3 and S3-compatible services. See docs/backends/s3.md.
+ * The S3 backend: BlobStore, MutableObjectStore, ImmutableObjectStore and
+ * UploadStaging on AWS S3 and S3-compatible services. See docs/backends/s3.md.
  */
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as ConfigError from "effect/ConfigError"
 import { BlobError, type ObjectStoreError } from "../../core/Errors.js"
 import type { BackendEvents } from "../../ports/BackendEvents.js"
 import type { BlobStore } from "../../ports/BlobStore.js"
 import type { MetricsRegistry } from "../../ports/MetricsRegistry.js"
+import type { UploadStaging } from "../../ports/UploadStaging.js"
 import * as Events from "../../runtime/Events.js"
 import * as Metrics from "../../runtime/Metrics.js"
 import * as S3BlobStore from "./S3BlobStore.js"
+import * as S3Client from "./S3Client.js"
 import { fromEnv } from "./S3Config.js"
+import * as S3UploadStaging from "./S3UploadStaging.js"
 
 export * as S3BlobStore from "./S3BlobStore.js"
 export * as S3Client from "./S3Client.js"
@@ -21,13 +25,15 @@ export * as S3Error from "./S3Error.js"
 export * as S3Layers from "./S3Layers.js"
 export * as S3Metrics from "./S3Metrics.js"
 export * as S3ObjectStore from "./S3ObjectStore.js"
+export * as S3UploadStaging from "./S3UploadStaging.js"
 
-/** What the CLI needs from a store. */
-export type StoreServices = BlobStore | MetricsRegistry | BackendEvents
+/** What the CLI needs from a store (UploadStaging: resumable uploads as native multipart uploads). */
+export type StoreServices = BlobStore | UploadStaging | MetricsRegistry | BackendEvents
 
 /**
  * The `--store s3` store: S3BlobStore configured from the `GRAVITON_S3_*`
- * environment, with a metrics registry and an event bus it reports to. Blobs
+ * environment, with its UploadStaging (S3UploadStaging, options from
+ * S3UploadStaging.fromEnv), a metrics registry and an event bus they report to. Blobs
  * are stored one object each; the chunked layout needs a KeyValueStore and
  * is refused with reason Unsupported.
  */
@@ -43,4 +49,7 @@ export const storeLayerFromEnv = (
         description: "the s3 store keeps one object per blob; --layout chunked needs a KeyValueStore (use --store embedded)"
       })
     )
-    : S3BlobStore.layerConfig(fromEnv).pipe(Layer.provideMerge(Layer.merge(Metrics.layer, Events.layer)))
+    : Layer.unwrapEffect(Effect.map(S3UploadStaging.fromEnv, (options) =>
+      Layer.merge(S3BlobStore.layerFromClient(options), S3UploadStaging.layerFromClient(options)).pipe(
+        Layer.provide(S3Client.layerConfig(fromEnv))
+      ))).pipe(Layer.provideMerge(Layer.merge(Metrics.layer, Events.layer)))
