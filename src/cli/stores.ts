@@ -8,17 +8,23 @@
  * CLI starts: loading the AWS SDK, the PostgreSQL driver and LevelDB for
  * every command would cost start-up time and memory for nothing.
  */
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as path from "node:path"
 import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import * as NodePath from "node:path"
 import * as MemoryLayers from "../backends/memory/MemoryLayers.js"
 import * as MemoryObjectStore from "../backends/memory/MemoryObjectStore.js"
 import type { BackendEvents } from "../ports/BackendEvents.js"
 import type { BlobStore } from "../ports/BlobStore.js"
+import { BlobStore as BlobStoreTag } from "../ports/BlobStore.js"
 import type { MetricsRegistry } from "../ports/MetricsRegistry.js"
 import * as CasBlobStore from "../runtime/CasBlobStore.js"
 import * as Events from "../runtime/Events.js"
 import * as Metrics from "../runtime/Metrics.js"
 import * as Uploads from "../runtime/Uploads.js"
+import { ExitCode, fail as cliFail } from "./exitCodes.js"
 
 /** Settings a store factory may use (from options, the environment, or defaults). */
 export interface StoreSettings {
@@ -83,7 +89,19 @@ const registry: Record<string, StoreEntry> = {
   },
   s3: {
     description: "S3 or an S3-compatible service, configured by GRAVITON_S3_* (docs/backends/s3.md)",
-    layer: (settings) => lazy(() => import("../backends/s3/index.js"), (S3) => S3.storeLayerFromEnv(settings))
+    layer: (settings) => lazy(() => import("../backends/s3/index.js"), (S3) => S3.storeLayerFromEnv(settings)),
+    // Parts are native multipart parts; upload records and ranges live in a LevelDB sidecar under the home.
+    uploads: (settings) =>
+      lazy(
+        () => Promise.all([import("../backends/s3/index.js"), import("../backends/level/LevelLayers.js")]),
+        ([S3, LevelLayers]) =>
+          Uploads.layer().pipe(
+            Layer.provideMerge(S3.storeLayerFromEnv(settings)),
+            Layer.provideMerge(
+              LevelLayers.live({ path: path.join(settings.home, "meta"), namespaces: ["uploads", "ranges", "replicas", "cli"] })
+            )
+          )
+      )
   },
   pg: {
     description: "PostgreSQL, configured by GRAVITON_PG_* (docs/backends/postgres.md)",
@@ -97,3 +115,31 @@ export const names = (): ReadonlyArray<string> => Object.keys(registry)
 
 /** The entry for `name`, if registered. */
 export const get = (name: string): StoreEntry | undefined => registry[name]
+
+/**
+ * A second store by spec, `embedded:<dir>`, `memory`, `pg` or `s3` (the
+ * registry's layer, with `home` = dir), built in the caller's scope. Its
+ * BlobStore comes out as a plain value: the primary's layer provides the
+ * same tags, so the two cannot share one context (replication targets).
+ */
+export const buildStore = (
+  spec: string,
+  settings: StoreSettings
+): Effect.Effect<BlobStore["Type"], unknown, Scope.Scope> =>
+  Effect.suspend(() => {
+    const colon = spec.indexOf(":")
+    const kind = colon < 0 ? spec : spec.slice(0, colon)
+    const dir = colon < 0 ? undefined : spec.slice(colon + 1)
+    const entry = get(kind)
+    if (entry === undefined) {
+      return Effect.fail(cliFail(ExitCode.Usage, `unknown store ${JSON.stringify(kind)} in ${JSON.stringify(spec)} (expected one of: ${names().join(", ")})`))
+    }
+    if (kind === "embedded" && (dir === undefined || dir.length === 0)) {
+      return Effect.fail(cliFail(ExitCode.Usage, `an embedded store needs a directory: embedded:<dir>`))
+    }
+    if (kind !== "embedded" && dir !== undefined) {
+      return Effect.fail(cliFail(ExitCode.Usage, `the ${kind} store takes no directory (${JSON.stringify(spec)})`))
+    }
+    const home = dir === undefined ? settings.home : NodePath.resolve(dir)
+    return Effect.map(Layer.build(entry.layer({ ...settings, home })), (context) => Context.get(context, BlobStoreTag))
+  })
