@@ -9,8 +9,8 @@
  *                                    bound "bytes not yet sent at the kill + one part"
  *
  * Stores: embedded (fs + LevelDB, a fresh home per run so that nothing
- * deduplicates) and S3 (when an S3 UploadStaging is available: a fresh key
- * prefix per run, on the harness server). Sizes: 1 GiB (BENCH_QUICK=1: 64 MiB).
+ * deduplicates) and S3 (native multipart parts, on the harness's moto or
+ * GRAVITON_TEST_S3_ENDPOINT, a fresh key prefix per run). Sizes: 1 GiB (BENCH_QUICK=1: 64 MiB).
  * BENCH_UPLOAD_STORES=embedded limits the stores.
  */
 import * as Effect from "effect/Effect"
@@ -31,6 +31,11 @@ import * as RangeSet from "../src/core/RangeSet.js"
 import { BlobStore } from "../src/ports/BlobStore.js"
 import { Uploads } from "../src/runtime/Uploads.js"
 import * as UploadsModule from "../src/runtime/Uploads.js"
+import * as MemoryLayers from "../src/backends/memory/MemoryLayers.js"
+import * as S3Layers from "../src/backends/s3/S3Layers.js"
+import * as Events from "../src/runtime/Events.js"
+import * as Metrics from "../src/runtime/Metrics.js"
+import * as Harness from "../test/harness/s3.js"
 import * as Bench from "./harness.js"
 
 const MiB = 1024 * 1024
@@ -175,10 +180,55 @@ const main = async () => {
     })
     await resumeFigures("embedded", { GRAVITON_STORE: "embedded" })
   }
-  if (stores.includes("s3")) {
-    const s3 = await import("./uploadsS3.js" as string).catch(() => undefined) as undefined | { run: (o: unknown) => Promise<void> }
-    if (s3 === undefined) console.log("  s3: skipped (bench/uploadsS3.ts is not available)")
-    else await s3.run({ size, label, input, parallel: PARALLEL, viaUploads, viaPut, timed, resumeFigures })
+  if (stores.includes("s3")) await s3Figures()
+}
+
+/** The same comparisons on an S3 server of the test harness (moto unless GRAVITON_TEST_S3_ENDPOINT is set). */
+const s3Figures = async () => {
+  const candidate = Harness.available().find((c) => c.name === "env" || c.name === "moto")
+  if (candidate === undefined) {
+    console.log("  s3: skipped (no S3 server that lists multipart parts: moto or GRAVITON_TEST_S3_ENDPOINT)")
+    return
+  }
+  try {
+    const running = await Harness.server(candidate)
+    const place = await Harness.prepare(running, Harness.freshBucket("bench-uploads"))
+    const PART = 8 * MiB
+    let runs = 0
+    // A fresh key prefix per run, so that nothing deduplicates; records and ranges in memory.
+    const s3 = () =>
+      UploadsModule.layer().pipe(
+        Layer.provideMerge(S3Layers.live({
+          ...Harness.clientOptions(candidate, running, { ...place, prefix: `${place.prefix}run-${runs++}/` }),
+          partSize: PART,
+          concurrency: PARALLEL
+        })),
+        Layer.provideMerge(Layer.mergeAll(MemoryLayers.metadata, Metrics.layer, Events.layer))
+      )
+    console.log(`  s3 on ${candidate.name} (${running.endpoint}), parts of ${PART / MiB} MiB`)
+    await Bench.compare({
+      name: `uploads.s3.${label}`,
+      unit: "MB/s",
+      baselineName: "S3BlobStore.put, one stream",
+      higherIsBetter: true,
+      runs: 3,
+      ours: () => timed(s3(), viaUploads),
+      baseline: () => timed(s3(), viaPut)
+    })
+    await resumeFigures("s3", {
+      GRAVITON_STORE: "s3",
+      GRAVITON_S3_BUCKET: place.bucket,
+      GRAVITON_S3_PREFIX: `${place.prefix}resume/`,
+      GRAVITON_S3_REGION: running.region,
+      GRAVITON_S3_ENDPOINT: running.endpoint,
+      GRAVITON_S3_FORCE_PATH_STYLE: "true",
+      GRAVITON_S3_ACCESS_KEY_ID: running.accessKeyId,
+      GRAVITON_S3_SECRET_ACCESS_KEY: running.secretAccessKey,
+      GRAVITON_S3_CHECKSUM: "WHEN_REQUIRED",
+      GRAVITON_S3_PART_SIZE: String(PART)
+    })
+  } finally {
+    await Harness.stopAll()
   }
 }
 
