@@ -18,6 +18,8 @@ import { cat, get } from "./commands/get.js"
 import { ls } from "./commands/ls.js"
 import { metrics } from "./commands/metrics.js"
 import { put } from "./commands/put.js"
+import { repair } from "./commands/repair.js"
+import { replicate } from "./commands/replicate.js"
 import { migrate } from "./commands/migrate.js"
 import { rm } from "./commands/rm.js"
 import { stat } from "./commands/stat.js"
@@ -38,7 +40,7 @@ const version: string = (() => {
 
 const cliConfig = CliConfig.make({ showBuiltIns: false })
 
-const subcommands = [put, get, cat, stat, rm, ls, verify, metrics, migrate, upload, uploads] as const
+const subcommands = [put, get, cat, stat, rm, ls, verify, metrics, migrate, upload, uploads, replicate, repair] as const
 
 /** What `graviton` with no command prints: a short map (each command's `--help` has the details). */
 export const overview = `graviton ${version}: content-addressed blob storage
@@ -59,6 +61,9 @@ Commands:
                          resumable upload, spans in parallel; prints its id first
   uploads ls|status ID|abort ID|gc
                          uploads in progress; gc removes expired ones
+  replicate <key> --to <target>
+                         copy a blob to another store (embedded:<dir>|pg|s3), verified
+  repair [key]           restore missing or corrupted blobs from their replicas
 
 Global options (before or after the command):
   --store ${Stores.names().join("|")}   which store (default: embedded, local files + LevelDB)

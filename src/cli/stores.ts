@@ -13,7 +13,6 @@ import * as Effect from "effect/Effect"
 import * as path from "node:path"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import * as NodePath from "node:path"
 import * as MemoryLayers from "../backends/memory/MemoryLayers.js"
 import * as MemoryObjectStore from "../backends/memory/MemoryObjectStore.js"
 import type { BackendEvents } from "../ports/BackendEvents.js"
@@ -140,6 +139,6 @@ export const buildStore = (
     if (kind !== "embedded" && dir !== undefined) {
       return Effect.fail(cliFail(ExitCode.Usage, `the ${kind} store takes no directory (${JSON.stringify(spec)})`))
     }
-    const home = dir === undefined ? settings.home : NodePath.resolve(dir)
+    const home = dir === undefined ? settings.home : path.resolve(dir)
     return Effect.map(Layer.build(entry.layer({ ...settings, home })), (context) => Context.get(context, BlobStoreTag))
   })
