@@ -90,17 +90,7 @@ const registry: Record<string, StoreEntry> = {
     description: "S3 or an S3-compatible service, configured by GRAVITON_S3_* (docs/backends/s3.md)",
     layer: (settings) => lazy(() => import("../backends/s3/index.js"), (S3) => S3.storeLayerFromEnv(settings)),
     // Parts are native multipart parts; upload records and ranges live in a LevelDB sidecar under the home.
-    uploads: (settings) =>
-      lazy(
-        () => Promise.all([import("../backends/s3/index.js"), import("../backends/level/LevelLayers.js")]),
-        ([S3, LevelLayers]) =>
-          Uploads.layer().pipe(
-            Layer.provideMerge(S3.storeLayerFromEnv(settings)),
-            Layer.provideMerge(
-              LevelLayers.live({ path: path.join(settings.home, "meta"), namespaces: ["uploads", "ranges", "replicas", "cli"] })
-            )
-          )
-      )
+    uploads: (settings) => lazy(() => import("../backends/s3/index.js"), (S3) => S3.uploadsLayerFromEnv(settings))
   },
   pg: {
     description: "PostgreSQL, configured by GRAVITON_PG_* (docs/backends/postgres.md)",

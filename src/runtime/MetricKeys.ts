@@ -58,6 +58,21 @@ export const bytesWrittenTotal = "graviton_bytes_written_total"
 export const dedupHitsTotal = "graviton_dedup_hits_total"
 
 // Shorter aliases, so that either spelling reads naturally at call sites.
+/** Reads served by a replica because the primary copy failed, by target and outcome. Counter. */
+export const fallbackReadsTotal = "graviton_fallback_reads_total"
+/** Repairs of a primary copy, by outcome. Counter. */
+export const repairsTotal = "graviton_repairs_total"
+/** Copies of a blob to a replication target, by target and outcome. Counter. */
+export const replicationsTotal = "graviton_replications_total"
+/** Bytes landed in resumable uploads. Counter. */
+export const uploadBytesReceivedTotal = "graviton_upload_bytes_received_total"
+/** Resumable uploads removed before completing, by why (aborted, expired ...). Counter. */
+export const uploadsAbortedTotal = "graviton_uploads_aborted_total"
+/** Resumable uploads begun. Counter. */
+export const uploadsBegunTotal = "graviton_uploads_begun_total"
+/** Resumable uploads completed into a blob. Counter. */
+export const uploadsCompletedTotal = "graviton_uploads_completed_total"
+
 /** Alias of `uploadDurationSeconds`. */
 export const uploadDuration = uploadDurationSeconds
 /** Alias of `backendFailuresTotal`. */
@@ -134,9 +149,51 @@ export const definitions: ReadonlyArray<MetricDefinition> = [
     labels: [backend]
   },
   {
+    name: fallbackReadsTotal,
+    kind: "counter",
+    help: "Reads served by a replica because the primary copy was missing, unavailable or corrupted.",
+    labels: ["target", outcomeLabel]
+  },
+  {
+    name: repairsTotal,
+    kind: "counter",
+    help: "Repairs of a primary copy from a replica, by outcome.",
+    labels: [outcomeLabel]
+  },
+  {
+    name: replicationsTotal,
+    kind: "counter",
+    help: "Verified copies of a blob to a replication target, by target and outcome.",
+    labels: ["target", outcomeLabel]
+  },
+  {
+    name: uploadBytesReceivedTotal,
+    kind: "counter",
+    help: "Bytes landed in resumable uploads (each segment counted once it is durable).",
+    labels: [backend]
+  },
+  {
     name: uploadDurationSeconds,
     kind: "histogram",
     help: "Duration of whole uploads in seconds, from the first byte to the stored key.",
+    labels: [backend]
+  },
+  {
+    name: uploadsAbortedTotal,
+    kind: "counter",
+    help: "Resumable uploads removed with their staged bytes before completing, by why.",
+    labels: [backend, "why"]
+  },
+  {
+    name: uploadsBegunTotal,
+    kind: "counter",
+    help: "Resumable uploads begun.",
+    labels: [backend]
+  },
+  {
+    name: uploadsCompletedTotal,
+    kind: "counter",
+    help: "Resumable uploads completed into a blob.",
     labels: [backend]
   }
 ]

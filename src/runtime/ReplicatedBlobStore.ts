@@ -49,13 +49,14 @@ import * as RangeSet from "../core/RangeSet.js"
 import { BlobStore } from "../ports/BlobStore.js"
 import { ReplicaIndex } from "../ports/ReplicaIndex.js"
 import * as Instrument from "./Instrument.js"
+import * as MetricKeys from "./MetricKeys.js"
 import * as Replicator from "./Replicator.js"
 
 /** Backend name in errors and metrics of this store. */
 export const BACKEND = "replicated"
 
 /** Reads served by a copy after the primary failed, by target and outcome (served | failed). Counter: backend, target, outcome. */
-export const fallbackReadsTotal = "graviton_fallback_reads_total"
+export const fallbackReadsTotal = MetricKeys.fallbackReadsTotal
 
 /** Options of a ReplicatedBlobStore. */
 export interface Options {

@@ -71,6 +71,7 @@ import { BlobStore } from "../ports/BlobStore.js"
 import { ReplicaIndex } from "../ports/ReplicaIndex.js"
 import { MANIFEST_SCHEME } from "./CasBlobStore.js"
 import * as Instrument from "./Instrument.js"
+import * as MetricKeys from "./MetricKeys.js"
 import type * as Retry from "./Retry.js"
 
 /** Backend name in errors, events and metrics of the replicator. */
@@ -80,9 +81,9 @@ export const BACKEND = "replicator"
 export const SCHEME = "replica"
 
 /** Copies by target and outcome (copied | present | failed). Counter: backend, target, outcome. */
-export const replicationsTotal = "graviton_replications_total"
+export const replicationsTotal = MetricKeys.replicationsTotal
 /** Repairs by outcome (healthy | restored | failed). Counter: backend, outcome. */
-export const repairsTotal = "graviton_repairs_total"
+export const repairsTotal = MetricKeys.repairsTotal
 
 /** Blobs replicated or repaired at once by default. */
 export const defaultConcurrency = 4

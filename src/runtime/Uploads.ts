@@ -66,6 +66,7 @@ import { RangeTracker } from "../ports/RangeTracker.js"
 import { UploadStaging } from "../ports/UploadStaging.js"
 import * as Events from "./Events.js"
 import * as Instrument from "./Instrument.js"
+import * as MetricKeys from "./MetricKeys.js"
 import * as ObjectStaging from "./ObjectStaging.js"
 import * as UploadHashes from "./UploadHashes.js"
 
@@ -83,10 +84,10 @@ const COMPLETE_LEASE = Duration.minutes(10)
 
 /** Metric names of this module. */
 export const metrics = {
-  begun: "graviton_uploads_begun_total",
-  completed: "graviton_uploads_completed_total",
-  aborted: "graviton_uploads_aborted_total",
-  bytesReceived: "graviton_upload_bytes_received_total"
+  begun: MetricKeys.uploadsBegunTotal,
+  completed: MetricKeys.uploadsCompletedTotal,
+  aborted: MetricKeys.uploadsAbortedTotal,
+  bytesReceived: MetricKeys.uploadBytesReceivedTotal
 } as const
 
 /** `complete` found bytes missing: `missing` lists the gaps of `[0, size)`. */

@@ -5,13 +5,15 @@
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as ConfigError from "effect/ConfigError"
-import { BlobError, type ObjectStoreError } from "../../core/Errors.js"
+import * as NodePath from "node:path"
+import { BlobError, type MetadataError, type ObjectStoreError } from "../../core/Errors.js"
 import type { BackendEvents } from "../../ports/BackendEvents.js"
 import type { BlobStore } from "../../ports/BlobStore.js"
 import type { MetricsRegistry } from "../../ports/MetricsRegistry.js"
 import type { UploadStaging } from "../../ports/UploadStaging.js"
 import * as Events from "../../runtime/Events.js"
 import * as Metrics from "../../runtime/Metrics.js"
+import * as Uploads from "../../runtime/Uploads.js"
 import * as S3BlobStore from "./S3BlobStore.js"
 import * as S3Client from "./S3Client.js"
 import { fromEnv } from "./S3Config.js"
@@ -53,3 +55,23 @@ export const storeLayerFromEnv = (
       Layer.merge(S3BlobStore.layerFromClient(options), S3UploadStaging.layerFromClient(options)).pipe(
         Layer.provide(S3Client.layerConfig(fromEnv))
       ))).pipe(Layer.provideMerge(Layer.merge(Metrics.layer, Events.layer)))
+
+/** Key namespaces of the upload sidecar (each its own LevelDB sublevel). */
+export const UPLOADS_NAMESPACES: ReadonlyArray<string> = ["uploads", "ranges"]
+
+/**
+ * `storeLayerFromEnv` with resumable uploads: the parts are native
+ * multipart parts on S3 (S3UploadStaging), and the upload records and
+ * ranges, which S3 cannot keep, live in a LevelDB sidecar at `<home>/meta`
+ * (a second process opening it fails with MetadataError Unavailable).
+ */
+export const uploadsLayerFromEnv = (
+  settings: { readonly home: string; readonly layout?: "monolithic" | "chunked" | undefined }
+): Layer.Layer<StoreServices | Uploads.Uploads, BlobError | ObjectStoreError | MetadataError | ConfigError.ConfigError> =>
+  // LevelDB is loaded only here, not for every command on the s3 store.
+  Layer.unwrapEffect(Effect.map(Effect.promise(() => import("../level/LevelLayers.js")), (LevelLayers) =>
+    Uploads.layer().pipe(
+      // The sidecar is not exposed: the upload records are Uploads' own.
+      Layer.provide(LevelLayers.live({ path: NodePath.join(settings.home, "meta"), namespaces: UPLOADS_NAMESPACES })),
+      Layer.provideMerge(storeLayerFromEnv(settings))
+    )))

@@ -17,17 +17,14 @@ import * as S3Client from "../../../src/backends/s3/S3Client.js"
 import * as S3Layers from "../../../src/backends/s3/S3Layers.js"
 import * as S3UploadStaging from "../../../src/backends/s3/S3UploadStaging.js"
 import { BinaryKey } from "../../../src/core/BinaryKey.js"
-import * as MemoryLayers from "../../../src/backends/memory/MemoryLayers.js"
 import * as RangeSet from "../../../src/core/RangeSet.js"
 import { BlobStore } from "../../../src/ports/BlobStore.js"
 import { UploadStaging } from "../../../src/ports/UploadStaging.js"
 import { type Capability, unsupported } from "../../conformance/capabilities.js"
 import { chunked, collect, firstDifference, MiB, randomBytes, sameBytes } from "../../conformance/bytes.js"
-import { testUploads } from "../../conformance/Uploads.js"
 import * as Harness from "../../harness/s3.js"
 import { eachServer, openUploads, storeLayer, useServers } from "./fixtures.js"
 import { spy } from "./sdk.js"
-import * as Uploads from "../../../src/runtime/Uploads.js"
 
 useServers()
 
@@ -298,21 +295,4 @@ eachServer("S3UploadStaging without ListParts", (c) => storeLayer(c, "ups-nolist
   )
 })
 
-// The Uploads conformance suite with this staging underneath (records and ranges in memory).
-for (const server of Harness.candidates) {
-  const skip = server.skip ?? (listParts(server) === true ? undefined : (listParts(server) as { reason: string }).reason)
-  testUploads(`s3-multipart on ${server.name}`, {
-    layer: Uploads.layer().pipe(
-      Layer.provideMerge(Layer.merge(S3UploadStaging.layerFromClient(), MemoryLayers.metadata)),
-      Layer.provideMerge(storeLayer(server, "ups-conf"))
-    ),
-    fresh: Uploads.make(),
-    segmentSize: P,
-    staged: (id) =>
-      Effect.gen(function*() {
-        const objects = yield* stagedObjects(id)
-        const open = server.capabilities.multipartAbort === true ? yield* openUploads(yield* stagingKey(id)) : []
-        return objects.length + open.length
-      })
-  }, { skipAll: skip })
-}
+// The Uploads conformance suite over this staging (as the CLI composes it) is in test/uploads/s3.test.ts.
