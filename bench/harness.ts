@@ -5,6 +5,8 @@
  * line per comparison plus a short human line.
  */
 import { spawn } from "node:child_process"
+import { randomFillSync } from "node:crypto"
+import * as fs from "node:fs"
 
 /** True under BENCH_QUICK=1: shrink sizes and counts for a smoke run. */
 export const quick: boolean = process.env.BENCH_QUICK === "1"
@@ -133,3 +135,14 @@ export const peakRssMiB = (command: string, args: ReadonlyArray<string>, env?: N
       resolve(Number(m[1]) / 1024)
     })
   })
+
+/** Writes `bytes` of random data (incompressible, no accidental block dedup) to `file`. */
+export const randomFile = (file: string, bytes: number): void => {
+  const fd = fs.openSync(file, "w")
+  const buffer = Buffer.allocUnsafe(8 * 1024 * 1024)
+  for (let written = 0; written < bytes; written += buffer.length) {
+    randomFillSync(buffer)
+    fs.writeSync(fd, buffer, 0, Math.min(buffer.length, bytes - written))
+  }
+  fs.closeSync(fd)
+}

@@ -21,7 +21,7 @@ import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import { createBLAKE3 } from "hash-wasm"
 import { spawn } from "node:child_process"
-import { createHash, randomFillSync } from "node:crypto"
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as os from "node:os"
@@ -44,16 +44,7 @@ const bin = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "bin",
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "graviton-bench-ingest-"))
 const label = `${size / MiB}MiB`
 
-/** Writes `bytes` of random data (incompressible, no accidental block dedup) to `file`. */
-const generate = (file: string, bytes: number) => {
-  const fd = fs.openSync(file, "w")
-  const buffer = Buffer.allocUnsafe(8 * MiB)
-  for (let written = 0; written < bytes; written += buffer.length) {
-    randomFillSync(buffer)
-    fs.writeSync(fd, buffer, 0, Math.min(buffer.length, bytes - written))
-  }
-  fs.closeSync(fd)
-}
+const generate = Bench.randomFile
 
 const input = path.join(work, "input.bin")
 generate(input, size)

@@ -18,7 +18,6 @@ import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Stream from "effect/Stream"
 import { spawn, spawnSync } from "node:child_process"
-import { randomFillSync } from "node:crypto"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as os from "node:os"
@@ -47,15 +46,7 @@ const work = fs.mkdtempSync(path.join(os.tmpdir(), "graviton-bench-uploads-"))
 const stores = (process.env.BENCH_UPLOAD_STORES ?? "embedded,s3").split(",")
 
 const input = path.join(work, "input.bin")
-{
-  const fd = fs.openSync(input, "w")
-  const buffer = Buffer.allocUnsafe(8 * MiB)
-  for (let written = 0; written < size; written += buffer.length) {
-    randomFillSync(buffer)
-    fs.writeSync(fd, buffer, 0, Math.min(buffer.length, size - written))
-  }
-  fs.closeSync(fd)
-}
+Bench.randomFile(input, size)
 
 /** One upload through Uploads: spans cut at the staging's segments, PARALLEL at a time. */
 const viaUploads = Effect.gen(function*() {
@@ -215,18 +206,7 @@ const s3Figures = async () => {
       ours: () => timed(s3(), viaUploads),
       baseline: () => timed(s3(), viaPut)
     })
-    await resumeFigures("s3", {
-      GRAVITON_STORE: "s3",
-      GRAVITON_S3_BUCKET: place.bucket,
-      GRAVITON_S3_PREFIX: `${place.prefix}resume/`,
-      GRAVITON_S3_REGION: running.region,
-      GRAVITON_S3_ENDPOINT: running.endpoint,
-      GRAVITON_S3_FORCE_PATH_STYLE: "true",
-      GRAVITON_S3_ACCESS_KEY_ID: running.accessKeyId,
-      GRAVITON_S3_SECRET_ACCESS_KEY: running.secretAccessKey,
-      GRAVITON_S3_CHECKSUM: "WHEN_REQUIRED",
-      GRAVITON_S3_PART_SIZE: String(PART)
-    })
+    await resumeFigures("s3", Harness.cliEnv(running, place, { prefix: "resume/", partSize: PART }))
   } finally {
     await Harness.stopAll()
   }

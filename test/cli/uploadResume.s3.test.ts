@@ -40,18 +40,7 @@ describe("graviton upload: SIGKILL midway, resume in a new process", () => {
         home,
         content,
         key,
-        env: {
-          GRAVITON_STORE: "s3",
-          GRAVITON_S3_BUCKET: place.bucket,
-          GRAVITON_S3_PREFIX: place.prefix,
-          GRAVITON_S3_REGION: running.region,
-          GRAVITON_S3_ENDPOINT: running.endpoint,
-          GRAVITON_S3_FORCE_PATH_STYLE: "true",
-          GRAVITON_S3_ACCESS_KEY_ID: running.accessKeyId,
-          GRAVITON_S3_SECRET_ACCESS_KEY: running.secretAccessKey,
-          GRAVITON_S3_CHECKSUM: "WHEN_REQUIRED",
-          GRAVITON_S3_PART_SIZE: String(8 * 1024 * 1024)
-        }
+        env: Harness.cliEnv(running, place, { partSize: 8 * 1024 * 1024 })
       })
     }), 240_000)
 })

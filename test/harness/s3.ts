@@ -427,3 +427,17 @@ export const matrix = (): string => {
   return [line(header), widths.map((w) => "-".repeat(w)).join("-|-"), ...rows.map(line), "", ...notes].join("\n")
 }
 
+
+/** The GRAVITON_S3_* environment that points a `graviton --store s3` process at a running server and place. */
+export const cliEnv = (r: Running, place: Place, options: { readonly prefix?: string; readonly partSize?: number } = {}): Record<string, string> => ({
+  GRAVITON_STORE: "s3",
+  GRAVITON_S3_BUCKET: place.bucket,
+  GRAVITON_S3_PREFIX: place.prefix + (options.prefix ?? ""),
+  GRAVITON_S3_REGION: r.region,
+  GRAVITON_S3_ENDPOINT: r.endpoint,
+  GRAVITON_S3_FORCE_PATH_STYLE: "true",
+  GRAVITON_S3_ACCESS_KEY_ID: r.accessKeyId,
+  GRAVITON_S3_SECRET_ACCESS_KEY: r.secretAccessKey,
+  GRAVITON_S3_CHECKSUM: "WHEN_REQUIRED",
+  ...(options.partSize === undefined ? {} : { GRAVITON_S3_PART_SIZE: String(options.partSize) })
+})
