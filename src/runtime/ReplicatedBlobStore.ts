@@ -29,7 +29,10 @@
  * is also what CasBlobStore reports for a record whose object is gone) its
  * own entry, the locator its `stat` reports, until `repair` puts it back. A
  * transient failure removes nothing. Bookkeeping is best effort: an index
- * failure never fails a read that a replica could serve.
+ * failure never fails a read that a replica could serve. The index has no
+ * compare-and-set per entry, so a read that finds the primary corrupted
+ * while a `repair` of the same key is restoring it can remove the restored
+ * copy's entry (same content address); the next `repair` puts it back.
  *
  * `stat`, `list`, `put` and `delete` delegate to the primary. So `stat` of a
  * blob whose record is alive but whose object is gone still answers Some

@@ -37,6 +37,9 @@ const setup = () => {
   return { cwd, content, key: put.stdout.trim() }
 }
 
+// About fifteen process starts per case: ~10 s on an idle machine, several times that on a loaded one.
+const TIMEOUT = 120_000
+
 describe("graviton replicate / repair", () => {
   it("replicates to two embedded homes, and repair restores a corrupted then a missing primary copy", () => {
     const { content, cwd, key } = setup()
@@ -84,7 +87,7 @@ describe("graviton replicate / repair", () => {
     } finally {
       fs.rmSync(cwd, { recursive: true, force: true })
     }
-  }, 60_000)
+  }, TIMEOUT)
 
   it("refuses bad targets and reports what cannot be repaired", () => {
     const { cwd, key } = setup()
@@ -112,5 +115,5 @@ describe("graviton replicate / repair", () => {
     } finally {
       fs.rmSync(cwd, { recursive: true, force: true })
     }
-  }, 60_000)
+  }, TIMEOUT)
 })

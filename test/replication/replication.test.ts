@@ -10,11 +10,13 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Sink from "effect/Sink"
+import * as Stream from "effect/Stream"
 import type * as BinaryKey from "../../src/core/BinaryKey.js"
 import { BlobError } from "../../src/core/Errors.js"
-import type { BlobStore } from "../../src/ports/BlobStore.js"
+import { BlobStore } from "../../src/ports/BlobStore.js"
 import * as ReplicatedBlobStore from "../../src/runtime/ReplicatedBlobStore.js"
 import * as Replicator from "../../src/runtime/Replicator.js"
+import * as Fixtures from "../cas/fixtures.js"
 import * as W from "./world.js"
 
 const SIZE = 100_000
@@ -187,6 +189,29 @@ const suite = (kind: W.Kind) =>
         expect(Option.isSome(yield* w.primary.store.stat(key))).toBe(true)
       }))
 
+    it.scopedLive("a chunked primary with one block corrupted: get serves a replica, repair restores every block", () =>
+      Effect.gen(function*() {
+        const w = yield* W.world(kind, { layout: Fixtures.smallBlocks })
+        const { content, key } = yield* seeded(w, 15)
+        // A chunked blob has no object of its own: its index entries are the replicas' only.
+        expect(yield* W.entries(w.primary, key)).toEqual([replicaEntry("east", key), replicaEntry("west", key)])
+        const blocks = yield* w.run(Fixtures.objectsUnder("blocks/"))
+        expect(blocks.length).toBeGreaterThan(2)
+        const victim = blocks[Math.floor(blocks.length / 2)]!
+        yield* Stream.run(Stream.make(W.bytes(victim.size, 4242)), w.primary.objects.put(victim.locator))
+        expect((yield* Effect.flip(W.collect(w.primary.store.get(key)))).reason).toBe("Corrupted")
+
+        const store = yield* replicated(w)
+        expect(Buffer.compare(yield* W.collect(store.get(key)), content)).toBe(0)
+        expect(yield* W.entries(w.primary, key)).toEqual([replicaEntry("east", key), replicaEntry("west", key)])
+
+        const report = yield* w.replicator.repair()
+        expect(report).toMatchObject({ checked: 1, healthy: 0, failed: [] })
+        expect(report.restored.length).toBe(1)
+        expect(Buffer.compare(yield* W.collect(w.primary.store.get(key)), content)).toBe(0)
+        expect(yield* w.replicator.repair(key)).toMatchObject({ checked: 1, healthy: 1 })
+      }))
+
     it.scopedLive("background mode replicates each new blob to both targets, and skips deduplicated puts", () =>
       Effect.gen(function*() {
         const w = yield* W.world(kind)
@@ -254,6 +279,33 @@ describe("retries and validation", () => {
       expect(listed).not.toContain(replicaEntry("west", key))
       expect(Buffer.compare(yield* W.collect(w.east.store.get(key)), content)).toBe(0)
       expect(Option.isNone(yield* w.west.store.stat(key))).toBe(true)
+    }))
+
+  it.scopedLive("a primary read failing with a transient reason is served by a replica; a permanent reason is not masked", () =>
+    Effect.gen(function*() {
+      const w = yield* W.world("memory")
+      const { content, key } = yield* seeded(w, 16)
+      const before = yield* W.entries(w.primary, key)
+      const failingWith = (reason: BlobError["reason"]): BlobStore["Type"] => ({
+        ...w.primary.store,
+        get: () => Stream.fail(new BlobError({ reason, backend: "test", method: "get", description: "injected" }))
+      })
+      const over = (reason: BlobError["reason"]) =>
+        w.run(ReplicatedBlobStore.make({ targets: w.targets }).pipe(Effect.provideService(BlobStore, failingWith(reason))))
+
+      for (const reason of ["Unavailable", "Timeout"] as const) {
+        expect(Buffer.compare(yield* W.collect((yield* over(reason)).get(key)), content)).toBe(0)
+      }
+      // A transient failure says nothing about the copy: every entry stays.
+      expect(yield* W.entries(w.primary, key)).toEqual(before)
+      const denied = yield* Effect.flip(W.collect((yield* over("PermissionDenied")).get(key)))
+      expect(denied.reason).toBe("PermissionDenied")
+      expect(yield* W.entries(w.primary, key)).toEqual(before)
+
+      const served = (yield* w.metrics.snapshot).find((s) =>
+        s.name === ReplicatedBlobStore.fallbackReadsTotal && s.tags.target === "east" && s.tags.outcome === "served"
+      )
+      expect(served?._tag === "Counter" && served.value).toBe(2)
     }))
 
   it.scopedLive("a corrupted primary is never copied: the target keeps nothing", () =>

@@ -20,6 +20,7 @@ import { BlobStore } from "../../src/ports/BlobStore.js"
 import { MetricsRegistry } from "../../src/ports/MetricsRegistry.js"
 import { MutableObjectStore } from "../../src/ports/ObjectStore.js"
 import { ReplicaIndex } from "../../src/ports/ReplicaIndex.js"
+import type * as CasBlobStore from "../../src/runtime/CasBlobStore.js"
 import * as Replicator from "../../src/runtime/Replicator.js"
 import * as Retry from "../../src/runtime/Retry.js"
 import * as Fixtures from "../cas/fixtures.js"
@@ -46,12 +47,12 @@ const freshDir = (): string => {
   return NodePath.join(base, `n${counter++}`)
 }
 
-/** A fresh store of `kind`, built in the current scope. */
-export const node = (kind: Kind): Effect.Effect<Node, never, Scope.Scope> =>
+/** A fresh store of `kind` (CasBlobStore `options`), built in the current scope. */
+export const node = (kind: Kind, options: CasBlobStore.Options = {}): Effect.Effect<Node, never, Scope.Scope> =>
   Effect.gen(function*() {
     const layer = kind === "memory"
-      ? Fixtures.memory()
-      : Fixtures.embedded(freshDir())
+      ? Fixtures.memory(options)
+      : Fixtures.embedded(freshDir(), options)
     const context = yield* Effect.orDie(Layer.build(layer))
     return {
       store: Context.get(context, BlobStore),
@@ -74,9 +75,10 @@ export interface World {
   readonly metrics: MetricsRegistry["Type"]
 }
 
-export const world = (kind: Kind): Effect.Effect<World, never, Scope.Scope> =>
+/** A world of `kind`; `primaryOptions` configure the primary's CasBlobStore (e.g. the chunked layout). */
+export const world = (kind: Kind, primaryOptions: CasBlobStore.Options = {}): Effect.Effect<World, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const primary = yield* node(kind)
+    const primary = yield* node(kind, primaryOptions)
     const east = yield* node(kind)
     const west = yield* node(kind)
     const targets = [{ name: "east", store: east.store }, { name: "west", store: west.store }]
