@@ -101,6 +101,9 @@ export const fromSettings = (settings: S3Settings): Effect.Effect<S3ClientShape,
           maxAttempts: 1,
           requestChecksumCalculation: settings.checksum,
           responseChecksumValidation: settings.checksum,
+          // With agents of our own the SDK's handler never waits for "100 Continue" before the
+          // body (it writes it at once), so the header would only cost an interim response per part.
+          expectContinueHeader: false,
           requestHandler: {
             httpAgent,
             httpsAgent,
