@@ -13,6 +13,9 @@
  * - pg.kv.put / pg.kv.get (ops/s): 10k 100-byte values;
  * - pg.object.put.peakRss.* (MiB): peak RSS of a separate process doing
  *   only one put, for two object sizes, to show memory does not grow with size.
+ *
+ * BENCH_PG_ONLY=kv,1KiB (comma-separated substrings of the names) runs only
+ * the matching comparisons, for iterating on one of them.
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -27,7 +30,13 @@ import * as BlobLocator from "../src/core/BlobLocator.js"
 import { KeyValueStore } from "../src/ports/KeyValueStore.js"
 import { ImmutableObjectStore, MutableObjectStore } from "../src/ports/ObjectStore.js"
 import { startCluster } from "../test/harness/pgCluster.js"
-import { compare, mbps, peakRssMiB, quick, single, size, time } from "./harness.js"
+import { type Comparison, compare as compareAll, mbps, peakRssMiB, quick, single, size, time } from "./harness.js"
+
+const only = (process.env.BENCH_PG_ONLY ?? "").split(",").filter((s) => s.length > 0)
+const wanted = (name: string): boolean => only.length === 0 || only.some((s) => name.includes(s))
+const compare = async (c: Comparison): Promise<void> => {
+  if (wanted(c.name)) await compareAll(c)
+}
 
 const MiB = 1024 * 1024
 const CHUNK = MiB
@@ -315,7 +324,7 @@ const main = async (): Promise<void> => {
 
     // Peak memory of a process doing only one put, at two sizes: it should not grow with the object.
     const self = fileURLToPath(import.meta.url)
-    for (const total of [size(16 * MiB, 8 * MiB), big]) {
+    for (const total of [size(16 * MiB, 8 * MiB), big].filter(() => wanted("pg.object.put.peakRss"))) {
       const rss = await peakRssMiB(process.execPath, ["--import", "tsx", self, "--rss-child", String(total)], {
         GRAVITON_BENCH_PG_URL: url
       })

@@ -33,6 +33,8 @@ import * as KvKey from "../../core/KvKey.js"
 import { KeyValueStore, type KvWrite } from "../../ports/KeyValueStore.js"
 import * as Instrument from "../../runtime/Instrument.js"
 import * as Retry from "../../runtime/Retry.js"
+import { PgPool } from "./internal/pool.js"
+import * as Query from "./internal/query.js"
 import { bufferOf, likePrefix, retriers, transaction } from "./internal/sql.js"
 import { BACKEND, metadataError, safeToRepeat } from "./PgErrors.js"
 import * as PgMetrics from "./PgMetrics.js"
@@ -42,6 +44,10 @@ const PORT = "KeyValueStore"
 /** Entries per listing statement, and the value bytes a page may hold before it is cut short. */
 const LIST_ROWS = 256
 const LIST_BYTES = 4 * 1024 * 1024
+
+const SELECT_VALUE = "SELECT value FROM kv WHERE key = $1"
+const UPSERT = "INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+const DELETE = "DELETE FROM kv WHERE key = $1"
 
 /** A check of `commit` that does not hold: rolls the transaction back. */
 class CheckFailed {
@@ -59,6 +65,8 @@ const checkValue = (method: string, value: unknown): Either.Either<Uint8Array, M
 /** Builds the store over the SqlClient of the context (a PgClient). */
 export const make: Effect.Effect<KeyValueStore["Type"], never, SqlClient> = Effect.gen(function*() {
   const sql = yield* SqlClient
+  // The hot single statements (get, put, delete) skip @effect/sql's per-statement work; see query.ts.
+  const query = Query.make(sql, yield* Effect.serviceOption(PgPool))
   const instrument = yield* Instrument.make(BACKEND, PORT)
   const retry = retriers(instrument)
   const metrics = yield* PgMetrics.make
@@ -74,15 +82,13 @@ export const make: Effect.Effect<KeyValueStore["Type"], never, SqlClient> = Effe
 
   const get: KeyValueStore["Type"]["get"] = (key) =>
     Effect.flatMap(validate("get", key), (k) =>
-      sql<{ readonly value: Buffer }>`SELECT value FROM kv WHERE key = ${k}`.pipe(
+      query<{ readonly value: Buffer }>(SELECT_VALUE, [k]).pipe(
         q("get"),
         Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (r): Uint8Array => r.value)),
         retry("get")
       )).pipe(instrument.observe("get"))
 
-  const upsert = (k: string, value: Uint8Array) =>
-    sql`INSERT INTO kv (key, value) VALUES (${k}, ${bufferOf(value)})
-        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`
+  const upsert = (k: string, value: Uint8Array) => query(UPSERT, [k, bufferOf(value)])
 
   const put: KeyValueStore["Type"]["put"] = (key, value) => {
     // No Effect.gen on the hottest path: a put is one statement, and every microsecond shows.
@@ -95,7 +101,7 @@ export const make: Effect.Effect<KeyValueStore["Type"], never, SqlClient> = Effe
 
   const del: KeyValueStore["Type"]["delete"] = (key) =>
     Effect.flatMap(validate("delete", key), (k) =>
-      sql`DELETE FROM kv WHERE key = ${k}`.pipe(q("delete"), retry("delete"), Effect.asVoid)).pipe(
+      query(DELETE, [k]).pipe(q("delete"), retry("delete"), Effect.asVoid)).pipe(
         instrument.observe("delete")
       )
 
@@ -191,7 +197,7 @@ export const make: Effect.Effect<KeyValueStore["Type"], never, SqlClient> = Effe
           ? Effect.void
           : write._tag === "Put"
           ? Effect.asVoid(upsert(k, write.value))
-          : Effect.asVoid(sql`DELETE FROM kv WHERE key = ${k}`)
+          : Effect.asVoid(query(DELETE, [k]))
 
       const body = Effect.forEach(keys, (k) =>
         Effect.gen(function*() {

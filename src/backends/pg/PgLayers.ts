@@ -30,6 +30,7 @@ import type { ImmutableObjectStore, MutableObjectStore } from "../../ports/Objec
 import type { RangeTracker } from "../../ports/RangeTracker.js"
 import type { ReplicaIndex } from "../../ports/ReplicaIndex.js"
 import { UnitOfWork } from "../../ports/UnitOfWork.js"
+import { PgPool } from "./internal/pool.js"
 import { transaction } from "./internal/sql.js"
 import { BACKEND, metadataError, registerSecret, scrub } from "./PgErrors.js"
 import * as PgKeyValueStore from "./PgKeyValueStore.js"
@@ -65,8 +66,8 @@ export type Ports = MutableObjectStore | ImmutableObjectStore | KeyValueStore | 
 /** The backend-neutral port, re-exported for callers that import it from here. */
 export { UnitOfWork }
 
-/** The underlying `pg` pool, for tools and the raw-driver benchmark. */
-export class PgPool extends Context.Tag("graviton/pg/PgPool")<PgPool, Pg.Pool>() {}
+/** The underlying `pg` pool, for tools and the raw-driver benchmark (the stores run single statements on it). */
+export { PgPool }
 
 const connectError = (description: string) =>
   new MetadataError({ reason: "InvalidInput", backend: BACKEND, method: "connect", description })

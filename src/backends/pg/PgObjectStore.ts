@@ -33,6 +33,7 @@
  */
 import { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import * as Channel from "effect/Channel"
 import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -53,6 +54,8 @@ import { ImmutableObjectStore, MutableObjectStore, type MutableObjectStoreShape 
 import * as Events from "../../runtime/Events.js"
 import * as Instrument from "../../runtime/Instrument.js"
 import * as Retry from "../../runtime/Retry.js"
+import { PgPool } from "./internal/pool.js"
+import * as Query from "./internal/query.js"
 import { bufferOf, likePrefix, num, open, type OpenTransaction, retriers, transaction } from "./internal/sql.js"
 import { BACKEND, objectStoreError, safeToRepeat, sqlState } from "./PgErrors.js"
 import * as PgMetrics from "./PgMetrics.js"
@@ -93,40 +96,47 @@ const fail = (method: string, reason: ErrorReason, description: string) =>
 const invalid = (method: string) => (e: InvalidValue) => toPortError(ObjectStoreError, BACKEND, method)(e)
 
 /** Re-checks a locator: one built with `new` skips the parser's rules. */
-const checkLocator = (method: string, l: BlobLocator.BlobLocator): Effect.Effect<BlobLocator.BlobLocator, ObjectStoreError> =>
+const validLocator = (method: string, l: BlobLocator.BlobLocator): Either.Either<BlobLocator.BlobLocator, ObjectStoreError> =>
   typeof l !== "object" || l === null
-    ? Effect.fail(fail(method, "InvalidInput", "the locator is missing"))
-    : Either.match(BlobLocator.make(l.scheme, l.bucket, l.path), {
-      onLeft: (e) => Effect.fail(invalid(method)(e)),
-      onRight: Effect.succeed
-    })
+    ? Either.left(fail(method, "InvalidInput", "the locator is missing"))
+    : Either.mapLeft(BlobLocator.make(l.scheme, l.bucket, l.path), invalid(method))
 
-const checkOptions = (options: PutOptions | undefined): Effect.Effect<void, ObjectStoreError> => {
-  if (options === undefined) return Effect.void
+/** `validLocator` as an effect. */
+const checkLocator = (method: string, l: BlobLocator.BlobLocator): Effect.Effect<BlobLocator.BlobLocator, ObjectStoreError> =>
+  Either.match(validLocator(method, l), { onLeft: Effect.fail, onRight: Effect.succeed })
+
+/** The problem with a put's options, if any. */
+const optionsProblem = (options: PutOptions | undefined): ObjectStoreError | undefined => {
+  if (options === undefined) return undefined
   if (options.size !== undefined && (!Number.isSafeInteger(options.size) || options.size < 0)) {
-    return Effect.fail(fail("put", "InvalidInput", `the declared size must be a non-negative integer, got ${options.size}`))
+    return fail("put", "InvalidInput", `the declared size must be a non-negative integer, got ${options.size}`)
   }
   if (options.contentType !== undefined && typeof options.contentType !== "string") {
-    return Effect.fail(fail("put", "InvalidInput", "the content type must be a string"))
+    return fail("put", "InvalidInput", "the content type must be a string")
   }
   if (options.contentType?.includes("\u0000")) {
-    return Effect.fail(fail("put", "InvalidInput", "the content type contains NUL"))
+    return fail("put", "InvalidInput", "the content type contains NUL")
   }
   for (const [k, v] of Object.entries(options.metadata ?? {})) {
-    if (typeof v !== "string") return Effect.fail(fail("put", "InvalidInput", `metadata ${JSON.stringify(k)} is not a string`))
+    if (typeof v !== "string") return fail("put", "InvalidInput", `metadata ${JSON.stringify(k)} is not a string`)
     // jsonb cannot hold NUL characters.
     if (k.includes("\u0000") || v.includes("\u0000")) {
-      return Effect.fail(fail("put", "InvalidInput", `metadata ${JSON.stringify(k)} contains NUL`))
+      return fail("put", "InvalidInput", `metadata ${JSON.stringify(k)} contains NUL`)
     }
   }
-  return Effect.void
+  return undefined
 }
 
-const INITIAL_BUFFER = 64 * 1024
+const INITIAL_BUFFER = 16 * 1024
 
-/** A buffer of at least `needed` bytes (doubling, at most the chunk size) holding the first `used` bytes of `old`. */
-const growTo = (chunkSize: number) => (old: Buffer | undefined, used: number, needed: number): Buffer => {
-  let capacity = Math.min(chunkSize, Math.max(INITIAL_BUFFER, old?.length ?? 0))
+/**
+ * A buffer of at least `needed` bytes (doubling, at most the chunk size) holding the first `used` bytes of `old`;
+ * a put that declared its size gets exactly that much the first time, when it fits in a chunk.
+ */
+const growTo = (chunkSize: number) => (old: Buffer | undefined, used: number, needed: number, declared?: number): Buffer => {
+  let capacity = old === undefined && declared !== undefined && declared >= needed
+    ? Math.min(chunkSize, declared)
+    : Math.min(chunkSize, Math.max(INITIAL_BUFFER, old?.length ?? 0))
   while (capacity < needed) capacity = Math.min(chunkSize, capacity * 2)
   const next = Buffer.allocUnsafe(capacity)
   if (old !== undefined && used > 0) old.copy(next, 0, 0, used)
@@ -144,6 +154,54 @@ const toStat = (locator: BlobLocator.BlobLocator, row: ObjectRow): ObjectStat =>
   metadata: { ...row.metadata }
 })
 
+/** The object row of a content named `content` in the WITH clause before it; parameters from $${first}. */
+const upsertObject = (first: number) =>
+  `INSERT INTO objects (scheme, bucket, path, content_id, content_type, metadata, last_modified)
+   SELECT $${first}, $${first + 1}, $${first + 2}, id, $${first + 3}, $${first + 4}::jsonb, clock_timestamp()
+   FROM content
+   ON CONFLICT (scheme, bucket, path) DO UPDATE SET
+     content_id = EXCLUDED.content_id, content_type = EXCLUDED.content_type,
+     metadata = EXCLUDED.metadata, last_modified = EXCLUDED.last_modified
+   RETURNING content_id::text AS content_id, last_modified`
+
+/** A whole object that fits in one chunk: content ($1 size, $2 chunk size), its chunk ($3) and the object row. */
+const PUT_SMALL = `
+  WITH content AS (
+    INSERT INTO object_contents (id, size, chunk_size) VALUES (nextval('object_content_ids'), $1, $2) RETURNING id
+  ), chunk AS (
+    INSERT INTO object_chunks (content_id, seq, data) SELECT id, 0, $3 FROM content WHERE $1::bigint > 0
+  )
+  ${upsertObject(4)}`
+
+/** The content ($1 id, $2 size, $3 chunk size) of a chunked put, whose chunks are in, and the object row. */
+const PUT_FINISH = `
+  WITH content AS (
+    INSERT INTO object_contents (id, size, chunk_size) VALUES ($1::bigint, $2, $3) RETURNING id
+  )
+  ${upsertObject(4)}`
+
+const NEXT_CONTENT_ID = "SELECT nextval('object_content_ids')::text AS id"
+const INSERT_CHUNK = "INSERT INTO object_chunks (content_id, seq, data) VALUES ($1::bigint, $2, $3)"
+
+/** The object at ($1 scheme, $2 bucket, $3 path) with its content's size and chunk size. */
+const SELECT_OBJECT = `
+  SELECT o.content_id::text AS content_id, o.content_type, o.metadata, o.last_modified,
+         c.size::text AS size, c.chunk_size
+  FROM objects o JOIN object_contents c ON c.id = o.content_id
+  WHERE o.scheme = $1 AND o.bucket = $2 AND o.path = $3`
+
+/** Bytes [$2, $3) of content $1 (chunk size $4) in chunks $5 .. $6; only the bytes of the range leave the server. */
+const READ_CHUNKS = `
+  SELECT seq, substring(data
+    FROM (greatest($2::bigint - seq::bigint * $4::bigint, 0) + 1)::integer
+    FOR (least($3::bigint - seq::bigint * $4::bigint, $4::bigint)
+         - greatest($2::bigint - seq::bigint * $4::bigint, 0))::integer) AS data
+  FROM object_chunks
+  WHERE content_id = $1::bigint AND seq >= $5 AND seq <= $6
+  ORDER BY seq`
+
+const DELETE_OBJECT = "DELETE FROM objects WHERE scheme = $1 AND bucket = $2 AND path = $3"
+
 /** Builds the object store over the SqlClient of the context (a PgClient). */
 export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreShape, ObjectStoreError, SqlClient> =>
   Effect.gen(function*() {
@@ -152,6 +210,8 @@ export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreSha
       return yield* fail("make", "InvalidInput", `chunkSize must be an integer in [${MIN_CHUNK_SIZE}, ${MAX_CHUNK_SIZE}]`)
     }
     const sql = yield* SqlClient
+    // Single statements skip @effect/sql's per-statement work; see query.ts.
+    const query = Query.make(sql, yield* Effect.serviceOption(PgPool))
     const instrument = yield* Instrument.make(BACKEND, PORT)
     const retry = retriers(instrument)
     const metrics = yield* PgMetrics.make
@@ -169,22 +229,14 @@ export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreSha
     /** Retries of calls that are not idempotent (move): only when the failed attempt surely had no effect. */
     const repeatable = Retry.defaultSchedule.pipe(Schedule.whileInput((e) => safeToRepeat(e as ObjectStoreError)))
 
-    const selectObject = (l: BlobLocator.BlobLocator) =>
-      sql<ObjectRow>`
-        SELECT o.content_id::text AS content_id, o.content_type, o.metadata, o.last_modified, c.size::text AS size
-        FROM objects o JOIN object_contents c ON c.id = o.content_id
-        WHERE o.scheme = ${l.scheme} AND o.bucket = ${l.bucket} AND o.path = ${l.path}`
-
     interface Found extends ObjectRow {
       readonly chunk_size: number
     }
 
+    const selectObject = (l: BlobLocator.BlobLocator) => query<Found>(SELECT_OBJECT, [l.scheme, l.bucket, l.path])
+
     const lookup = (method: string, l: BlobLocator.BlobLocator) =>
-      sql<Found>`
-        SELECT o.content_id::text AS content_id, o.content_type, o.metadata, o.last_modified,
-               c.size::text AS size, c.chunk_size
-        FROM objects o JOIN object_contents c ON c.id = o.content_id
-        WHERE o.scheme = ${l.scheme} AND o.bucket = ${l.bucket} AND o.path = ${l.path}`.pipe(
+      selectObject(l).pipe(
         q(method),
         Effect.flatMap((rows) =>
           rows.length === 0
@@ -212,15 +264,10 @@ export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreSha
       const last = Math.floor((end - 1) / contentChunkSize)
       const page = (from: number) => {
         const to = Math.min(last, from + readPageChunks - 1)
-        // Only the bytes of the range leave the server: the first and last chunks are cut there.
-        return sql<{ readonly seq: number; readonly data: Buffer }>`
-          SELECT seq, substring(data
-            FROM (greatest(${start}::bigint - seq::bigint * ${contentChunkSize}::bigint, 0) + 1)::integer
-            FOR (least(${end}::bigint - seq::bigint * ${contentChunkSize}::bigint, ${contentChunkSize}::bigint)
-                 - greatest(${start}::bigint - seq::bigint * ${contentChunkSize}::bigint, 0))::integer) AS data
-          FROM object_chunks
-          WHERE content_id = ${contentId}::bigint AND seq >= ${from} AND seq <= ${to}
-          ORDER BY seq`.pipe(
+        return query<{ readonly seq: number; readonly data: Buffer }>(
+          READ_CHUNKS,
+          [contentId, start, end, contentChunkSize, from, to]
+        ).pipe(
           q("get"),
           retry("get"),
           Effect.flatMap((rows) => {
@@ -286,174 +333,172 @@ export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreSha
         }
       )
 
-    const upsertObject = (l: BlobLocator.BlobLocator, putOptions: PutOptions | undefined) =>
-      sql`INSERT INTO objects (scheme, bucket, path, content_id, content_type, metadata, last_modified)
-          SELECT ${l.scheme}, ${l.bucket}, ${l.path}, id, ${putOptions?.contentType ?? null},
-                 ${JSON.stringify(putOptions?.metadata ?? {})}::jsonb, clock_timestamp()
-          FROM content
-          ON CONFLICT (scheme, bucket, path) DO UPDATE SET
-            content_id = EXCLUDED.content_id, content_type = EXCLUDED.content_type,
-            metadata = EXCLUDED.metadata, last_modified = EXCLUDED.last_modified
-          RETURNING content_id::text AS content_id, last_modified`
+    /** Parameters of `upsertObject`. */
+    const objectParams = (l: BlobLocator.BlobLocator, putOptions: PutOptions | undefined) =>
+      [l.scheme, l.bucket, l.path, putOptions?.contentType ?? null, JSON.stringify(putOptions?.metadata ?? {})] as const
 
+    interface Written {
+      readonly content_id: string
+      readonly last_modified: Date
+    }
+
+    // A put is a hand-written channel, not Sink combinators over an effect: a 1 KiB put is one
+    // statement, and unwrap/forEachChunk/mapEffect around it cost more than the statement itself.
     const put: MutableObjectStoreShape["put"] = (locator, putOptions) =>
-      Sink.unwrap(
-        Effect.gen(function*() {
-          const l = yield* checkLocator("put", locator)
-          yield* checkOptions(putOptions)
-          // The transaction opens with the first full chunk: an object that fits in one chunk is
-          // written by a single statement at the end, which is atomic by itself.
-          let tx: OpenTransaction | undefined
-          // Holds the transaction's connection; closed (rolling back unless committed) when the sink ends.
-          let scope: Scope.CloseableScope | undefined
-          let id = ""
-          let size = 0
-          let seq = 0
-          let committed = false
-          // One reusable chunk buffer: memory stays at one chunk whatever the object's size. It starts
-          // small and doubles up to the chunk size, so that small objects do not allocate a whole chunk.
-          let buffer: Buffer | undefined
-          let used = 0
-          const end = (exit: Exit.Exit<ObjectStat, ObjectStoreError>): Effect.Effect<void> =>
-            Effect.suspend(() => {
-              const release = scope === undefined ? Effect.void : Scope.close(scope, exit)
-              scope = undefined
-              return committed || (tx === undefined && size === 0)
-                ? release
-                : Effect.zipRight(
-                  release,
-                  Effect.flatMap(Events.now, (at) =>
-                    instrument.publish(
-                      new UploadAborted({ backend: BACKEND, at, locator: BlobLocator.render(l), why: "the put did not complete" })
-                    ))
-                )
-            })
-
-          const begin = Effect.gen(function*() {
-            scope = yield* Scope.make()
-            const opened = yield* q("put")(Scope.extend(open(sql), scope))
-            const ids = yield* opened.run(sql<{ readonly id: string }>`SELECT nextval('object_content_ids')::text AS id`).pipe(
-              q("put")
-            )
-            id = ids[0]!.id
-            tx = opened
-            return opened
+      Sink.suspend(() => {
+        const checked = validLocator("put", locator)
+        if (Either.isLeft(checked)) return Sink.fail(checked.left)
+        const problem = optionsProblem(putOptions)
+        if (problem !== undefined) return Sink.fail(problem)
+        const l = checked.right
+        const declared = putOptions?.size
+        // The transaction opens with the first full chunk: an object that fits in one chunk is
+        // written by a single statement at the end, which is atomic by itself.
+        let tx: OpenTransaction | undefined
+        // Holds the transaction's connection; closed (rolling back unless committed) when the sink ends.
+        let scope: Scope.CloseableScope | undefined
+        let id = ""
+        let size = 0
+        let seq = 0
+        let committed = false
+        // One reusable chunk buffer: memory stays at one chunk whatever the object's size. It starts
+        // small (or at the declared size) and doubles up to the chunk size.
+        let buffer: Buffer | undefined
+        let used = 0
+        const end = (exit: Exit.Exit<ObjectStat, ObjectStoreError>): Effect.Effect<void> =>
+          Effect.suspend(() => {
+            const release = scope === undefined ? Effect.void : Scope.close(scope, exit)
+            scope = undefined
+            return committed || (tx === undefined && size === 0)
+              ? release
+              : Effect.zipRight(
+                release,
+                Effect.flatMap(Events.now, (at) =>
+                  instrument.publish(
+                    new UploadAborted({ backend: BACKEND, at, locator: BlobLocator.render(l), why: "the put did not complete" })
+                  ))
+              )
           })
 
-          const insert = (data: Buffer) =>
-            Effect.gen(function*() {
-              const t = tx ?? (yield* begin)
-              yield* t.run(sql`INSERT INTO object_chunks (content_id, seq, data) VALUES (${id}::bigint, ${seq}, ${data})`).pipe(
-                q("put")
+        const begin = Effect.gen(function*() {
+          scope = yield* Scope.make()
+          const opened = yield* q("put")(Scope.extend(open(sql), scope))
+          const ids = yield* opened.run(query<{ readonly id: string }>(NEXT_CONTENT_ID, [])).pipe(q("put"))
+          id = ids[0]!.id
+          tx = opened
+          return opened
+        })
+
+        const insert = (data: Buffer) =>
+          Effect.gen(function*() {
+            const t = tx ?? (yield* begin)
+            yield* t.run(query(INSERT_CHUNK, [id, seq, data])).pipe(q("put"))
+            seq++
+          })
+
+        /**
+         * Takes `bytes` from `offset` on: copies synchronously into the chunk buffer and
+         * only becomes an effect when a full chunk must be written first (small objects never do).
+         */
+        const write = (bytes: Uint8Array, offset: number): Effect.Effect<void, ObjectStoreError> => {
+          while (offset < bytes.length) {
+            if (used === 0 && bytes.length - offset >= chunkSize) {
+              // A whole chunk inside the input: sent from the caller's array, no copy.
+              const next = offset + chunkSize
+              return Effect.zipRight(insert(bufferOf(bytes.subarray(offset, next))), Effect.suspend(() => write(bytes, next)))
+            }
+            const n = Math.min(chunkSize - used, bytes.length - offset)
+            if (buffer === undefined || buffer.length < used + n) buffer = grow(buffer, used, used + n, declared)
+            buffer.set(bytes.subarray(offset, offset + n), used)
+            used += n
+            offset += n
+            if (used === chunkSize) {
+              const next = offset
+              const full = buffer
+              // Reused afterwards: safe, the statement has completed, so pg has serialized the bytes.
+              return Effect.zipRight(
+                insert(full),
+                Effect.suspend(() => {
+                  used = 0
+                  return write(bytes, next)
+                })
               )
-              seq++
-            })
-
-          /**
-           * Takes `bytes` from `offset` on: copies synchronously into the chunk buffer and
-           * only becomes an effect when a full chunk must be written first (small objects never do).
-           */
-          const write = (bytes: Uint8Array, offset: number): Effect.Effect<void, ObjectStoreError> => {
-            while (offset < bytes.length) {
-              if (used === 0 && bytes.length - offset >= chunkSize) {
-                // A whole chunk inside the input: sent from the caller's array, no copy.
-                const next = offset + chunkSize
-                return Effect.zipRight(insert(bufferOf(bytes.subarray(offset, next))), Effect.suspend(() => write(bytes, next)))
-              }
-              const n = Math.min(chunkSize - used, bytes.length - offset)
-              if (buffer === undefined || buffer.length < used + n) buffer = grow(buffer, used, used + n)
-              buffer.set(bytes.subarray(offset, offset + n), used)
-              used += n
-              offset += n
-              if (used === chunkSize) {
-                const next = offset
-                const full = buffer
-                // Reused afterwards: safe, the statement has completed, so pg has serialized the bytes.
-                return Effect.zipRight(
-                  insert(full),
-                  Effect.suspend(() => {
-                    used = 0
-                    return write(bytes, next)
-                  })
-                )
-              }
             }
-            return Effect.void
           }
+          return Effect.void
+        }
 
-          const writeAll = (chunks: Chunk.Chunk<Uint8Array>): Effect.Effect<void, ObjectStoreError> => {
-            const items = Chunk.toReadonlyArray(chunks)
-            const from = (i: number): Effect.Effect<void, ObjectStoreError> => {
-              for (; i < items.length; i++) {
-                const bytes = items[i]!
-                size += bytes.length
-                const pending = write(bytes, 0)
-                // `Effect.void` is a singleton: anything else is a chunk insert to wait for.
-                if (pending !== Effect.void) {
-                  const rest = i + 1
-                  return Effect.zipRight(pending, Effect.suspend(() => from(rest)))
-                }
-              }
-              return Effect.void
+        /** Takes a chunk of input; `Effect.void` (a singleton) when it only went into the buffer. */
+        const writeAll = (items: ReadonlyArray<Uint8Array>, i: number): Effect.Effect<void, ObjectStoreError> => {
+          for (; i < items.length; i++) {
+            const bytes = items[i]!
+            size += bytes.length
+            const pending = write(bytes, 0)
+            if (pending !== Effect.void) {
+              const rest = i + 1
+              return Effect.zipRight(pending, Effect.suspend(() => writeAll(items, rest)))
             }
-            return Effect.suspend(() => from(0))
           }
+          return Effect.void
+        }
 
-          const finish = Effect.gen(function*() {
-            if (putOptions?.size !== undefined && putOptions.size !== size) {
-              return yield* fail("put", "InvalidInput", `declared ${putOptions.size} bytes but the stream had ${size}`)
-            }
-            const tail = buffer === undefined ? Buffer.alloc(0) : buffer.subarray(0, used)
-            let row: { readonly content_id: string; readonly last_modified: Date }
-            if (tx === undefined) {
-              // Small object: content, its one chunk and the object row in one statement.
-              const rows = yield* sql<{ readonly content_id: string; readonly last_modified: Date }>`
-                WITH content AS (
-                  INSERT INTO object_contents (id, size, chunk_size)
-                  VALUES (nextval('object_content_ids'), ${size}, ${chunkSize})
-                  RETURNING id
-                ), chunk AS (
-                  INSERT INTO object_chunks (content_id, seq, data)
-                  SELECT id, 0, ${tail} FROM content WHERE ${size}::bigint > 0
-                )
-                ${upsertObject(l, putOptions)}`.pipe(q("put"))
-              row = rows[0]!
-            } else {
-              if (used > 0) yield* insert(tail)
-              const rows = yield* tx.run(sql<{ readonly content_id: string; readonly last_modified: Date }>`
-                WITH content AS (
-                  INSERT INTO object_contents (id, size, chunk_size) VALUES (${id}::bigint, ${size}, ${chunkSize})
-                  RETURNING id
-                )
-                ${upsertObject(l, putOptions)}`).pipe(q("put"))
-              row = rows[0]!
-              yield* q("put")(tx.commit)
-            }
-            used = 0
-            committed = true
-            yield* metrics.bytesWritten(size)
-            const at = yield* Events.now
-            yield* instrument.publish(new ObjectWritten({ backend: BACKEND, at, locator: BlobLocator.render(l), size }))
-            return toStat(l, {
+        const written = (row: Written): Effect.Effect<ObjectStat> => {
+          used = 0
+          committed = true
+          return metrics.bytesWritten(size).pipe(
+            Effect.zipRight(Events.now),
+            Effect.flatMap((at) =>
+              instrument.publish(new ObjectWritten({ backend: BACKEND, at, locator: BlobLocator.render(l), size }))
+            ),
+            Effect.as(toStat(l, {
               content_id: row.content_id,
               content_type: putOptions?.contentType ?? null,
               metadata: putOptions?.metadata ?? {},
               last_modified: row.last_modified,
               size: String(size)
-            })
-          })
-
-          return Sink.forEachChunk(writeAll).pipe(
-            Sink.mapEffect(() => finish),
-            Sink.ensuringWith(end)
+            }))
           )
+        }
+
+        const finish = Effect.suspend((): Effect.Effect<ObjectStat, ObjectStoreError> => {
+          if (declared !== undefined && declared !== size) {
+            return Effect.fail(fail("put", "InvalidInput", `declared ${declared} bytes but the stream had ${size}`))
+          }
+          const tail = buffer === undefined ? Buffer.alloc(0) : buffer.subarray(0, used)
+          if (tx === undefined) {
+            // Small object: content, its one chunk and the object row in one statement.
+            return query<Written>(PUT_SMALL, [size, chunkSize, tail, ...objectParams(l, putOptions)]).pipe(
+              q("put"),
+              Effect.flatMap((rows) => written(rows[0]!))
+            )
+          }
+          const t = tx
+          return Effect.gen(function*() {
+            if (used > 0) yield* insert(tail)
+            const rows = yield* t.run(query<Written>(PUT_FINISH, [id, size, chunkSize, ...objectParams(l, putOptions)])).pipe(
+              q("put")
+            )
+            yield* q("put")(t.commit)
+            return yield* written(rows[0]!)
+          })
         })
-      ).pipe(instrument.observeSink("put"))
+
+        const loop: Channel.Channel<Chunk.Chunk<never>, Chunk.Chunk<Uint8Array>, ObjectStoreError, never, ObjectStat, unknown> = Channel
+          .readWithCause({
+            onInput: (chunk: Chunk.Chunk<Uint8Array>) => {
+              const pending = writeAll(Chunk.toReadonlyArray(chunk), 0)
+              return pending === Effect.void ? loop : Channel.zipRight(Channel.fromEffect(pending), loop)
+            },
+            onFailure: Channel.failCause,
+            onDone: () => Channel.fromEffect(finish)
+          })
+        return Sink.fromChannel(Channel.ensuringWith(loop, end))
+      }).pipe(instrument.observeSink("put"))
 
     const del: MutableObjectStoreShape["delete"] = (locator) =>
       checkLocator("delete", locator).pipe(
         Effect.flatMap((l) =>
-          sql`DELETE FROM objects WHERE scheme = ${l.scheme} AND bucket = ${l.bucket} AND path = ${l.path}`.pipe(
+          query(DELETE_OBJECT, [l.scheme, l.bucket, l.path]).pipe(
             q("delete"),
             retry("delete"),
             Effect.zipRight(Events.now),
