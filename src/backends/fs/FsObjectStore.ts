@@ -338,18 +338,34 @@ export const make = (
             Scope.extend(fileScope),
             Effect.mapError(fromFileSystem("put", "creating a temp file"))
           )
+          // Write-behind: one positioned write runs in the thread pool while the caller prepares
+          // (hashes) the next chunk. Its failure surfaces at the next write or at the commit.
+          let inflight: Promise<void> = Promise.resolve()
+          // Added after the open, so it runs before the descriptor closes: never close under a write.
+          yield* Scope.addFinalizer(fileScope, Effect.promise(() => inflight.catch(() => undefined)))
+          const drain = Effect.tryPromise({ try: () => inflight, catch: fromFileSystem("put", t.key) })
           let written = 0
           const declared = putOptions?.size
           const write = (bytes: Uint8Array) => {
+            const at = written
             written += bytes.length
             return declared !== undefined && written > declared
               ? Effect.fail(fsError("put", "InvalidInput", `declared ${declared} bytes but the stream has more`))
-              : Effect.mapError(file.writeAll(bytes), fromFileSystem("put", t.key))
+              : Effect.tryPromise({
+                try: async () => {
+                  await inflight
+                  inflight = writeAt(file.fd, bytes, at)
+                  // Observed by the next write or the commit; this only keeps it from being "unhandled".
+                  inflight.catch(() => undefined)
+                },
+                catch: fromFileSystem("put", t.key)
+              })
           }
           const commit = Effect.gen(function*() {
             if (declared !== undefined && written !== declared) {
               return yield* fsError("put", "InvalidInput", `declared ${declared} bytes but the stream had ${written}`)
             }
+            yield* drain
             if (fsync) yield* Effect.mapError(file.sync, fromFileSystem("put", t.key))
             const info = yield* Effect.mapError(file.stat, fromFileSystem("put", t.key))
             yield* Scope.close(fileScope, Exit.void)
@@ -586,6 +602,18 @@ const writeGathered = <E>(
   if (current.length > 0) groups.push(current)
   return Effect.forEach(groups, (g) => write(g.length === 1 ? g[0]! : Buffer.concat(g)), { discard: true })
 }
+
+/** Writes all of `bytes` at offset `at` of `fd` (positioned, so it needs no shared file position). */
+const writeAt = (fd: number, bytes: Uint8Array, at: number): Promise<void> =>
+  new Promise<number>((resolve, reject) =>
+    NFS.write(fd, bytes, 0, bytes.length, at, (error, n) => (error === null ? resolve(n) : reject(error)))
+  ).then((n) =>
+    n === 0
+      ? Promise.reject(Object.assign(new Error("write returned 0 bytes"), { code: "EIO" }))
+      : n < bytes.length
+      ? writeAt(fd, bytes.subarray(n), at + n)
+      : undefined
+  )
 
 /** Removes temp files a crashed process left behind (untouched for a day; live puts keep theirs fresh). */
 const sweepStaleTemps = (fs: FileSystem.FileSystem, tmpDir: string) =>
