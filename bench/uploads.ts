@@ -11,7 +11,8 @@
  * Stores: embedded (fs + LevelDB, a fresh home per run so that nothing
  * deduplicates) and S3 (native multipart parts, on the harness's moto or
  * GRAVITON_TEST_S3_ENDPOINT, a fresh key prefix per run). Sizes: 1 GiB (BENCH_QUICK=1: 64 MiB).
- * BENCH_UPLOAD_STORES=embedded limits the stores.
+ * BENCH_UPLOAD_STORES=embedded limits the stores; BENCH_UPLOAD_PARTS=resume
+ * (or throughput) runs only one of the two measurements.
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -44,6 +45,8 @@ const PARALLEL = 4
 const bin = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "bin", "graviton.js")
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "graviton-bench-uploads-"))
 const stores = (process.env.BENCH_UPLOAD_STORES ?? "embedded,s3").split(",")
+/** BENCH_UPLOAD_PARTS=throughput or =resume runs only that half. */
+const parts = (process.env.BENCH_UPLOAD_PARTS ?? "throughput,resume").split(",")
 
 const input = path.join(work, "input.bin")
 Bench.randomFile(input, size)
@@ -160,7 +163,7 @@ const resumeFigures = async (store: string, env: Record<string, string>) => {
 const main = async () => {
   console.log(`uploads benchmark: ${label}, ${PARALLEL} spans in flight, work dir ${work}`)
   if (stores.includes("embedded")) {
-    await Bench.compare({
+    if (parts.includes("throughput")) await Bench.compare({
       name: `uploads.embedded.${label}`,
       unit: "MB/s",
       baselineName: "BlobStore.put, one stream",
@@ -169,7 +172,7 @@ const main = async () => {
       ours: () => timed(embedded(), viaUploads),
       baseline: () => timed(embedded(), viaPut)
     })
-    await resumeFigures("embedded", { GRAVITON_STORE: "embedded" })
+    if (parts.includes("resume")) await resumeFigures("embedded", { GRAVITON_STORE: "embedded" })
   }
   if (stores.includes("s3")) await s3Figures()
 }
@@ -197,7 +200,7 @@ const s3Figures = async () => {
         Layer.provideMerge(Layer.mergeAll(MemoryLayers.metadata, Metrics.layer, Events.layer))
       )
     console.log(`  s3 on ${candidate.name} (${running.endpoint}), parts of ${PART / MiB} MiB`)
-    await Bench.compare({
+    if (parts.includes("throughput")) await Bench.compare({
       name: `uploads.s3.${label}`,
       unit: "MB/s",
       baselineName: "S3BlobStore.put, one stream",
@@ -206,7 +209,7 @@ const s3Figures = async () => {
       ours: () => timed(s3(), viaUploads),
       baseline: () => timed(s3(), viaPut)
     })
-    await resumeFigures("s3", Harness.cliEnv(running, place, { prefix: "resume/", partSize: PART }))
+    if (parts.includes("resume")) await resumeFigures("s3", Harness.cliEnv(running, place, { prefix: "resume/", partSize: PART }))
   } finally {
     await Harness.stopAll()
   }

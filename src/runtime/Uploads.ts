@@ -450,9 +450,11 @@ export const make = (
           position = span.value.end
           yield* instrument.counter(metrics.bytesReceived, span.value.length)
         }
-        const proven = yield* s.landed(id, record.state)
+        // What the RangeTracker says after our merges: asking the staging too (a listing, ListParts) on every
+        // write would cost a round trip per segment; `status` and `complete` do ask it.
+        if (written === 0) landed = yield* Effect.mapError(ranges.current(id), fromMetadataError("write"))
         const now = yield* Clock.currentTimeMillis
-        return { written, status: statusOf(id, record, RangeSet.union(landed, proven), now) } satisfies WriteResult
+        return { written, status: statusOf(id, record, landed, now) } satisfies WriteResult
       })).pipe(instrument.observe("write"))
 
     // --- status, list ---------------------------------------------------------
