@@ -112,23 +112,31 @@ const sameKey = (a: BinaryKey.BinaryKey, b: BinaryKey.BinaryKey) => BinaryKey.re
 /** What a stored object says about the blob it holds. */
 type Presence = "absent" | "present" | "mismatched"
 
+/** Where blobs of the namespace `blobPrefix` live, and the headers that describe them (shared by the store and `adoptStaged`). */
+const addressing = (settings: Ops["settings"], blobPrefix: string) => {
+  const base = settings.prefix + blobPrefix
+  const locatorOf = (key: BinaryKey.BinaryKey) =>
+    new BlobLocator.BlobLocator({ scheme: SCHEME, bucket: settings.bucket, path: `${blobPrefix}${key.algorithm}/${key.digest}` })
+  return {
+    base,
+    contentKey: (key: BinaryKey.BinaryKey) => `${base}${key.algorithm}/${key.digest}`,
+    locatorOf,
+    textOf: (key: BinaryKey.BinaryKey) => BlobLocator.render(locatorOf(key)),
+    headersOf: (key: BinaryKey.BinaryKey, contentType: string | undefined): WriteHeaders => ({
+      contentType,
+      metadata: {
+        [metadataKeys.algorithm]: key.algorithm,
+        [metadataKeys.digest]: key.digest,
+        [metadataKeys.size]: String(key.size)
+      }
+    })
+  }
+}
+
 /** The BlobStore over `ops`, blobs under `blobPrefix` (already normalized, relative to the client's prefix). */
 export const fromOps = (ops: Ops, blobPrefix: string): BlobStore["Type"] => {
   const { instrument, settings } = ops
-  const base = settings.prefix + blobPrefix
-
-  const contentKey = (key: BinaryKey.BinaryKey) => `${base}${key.algorithm}/${key.digest}`
-  const locatorOf = (key: BinaryKey.BinaryKey) =>
-    new BlobLocator.BlobLocator({ scheme: SCHEME, bucket: settings.bucket, path: `${blobPrefix}${key.algorithm}/${key.digest}` })
-  const textOf = (key: BinaryKey.BinaryKey) => BlobLocator.render(locatorOf(key))
-  const headersOf = (key: BinaryKey.BinaryKey, contentType: string | undefined): WriteHeaders => ({
-    contentType,
-    metadata: {
-      [metadataKeys.algorithm]: key.algorithm,
-      [metadataKeys.digest]: key.digest,
-      [metadataKeys.size]: String(key.size)
-    }
-  })
+  const { base, contentKey, locatorOf, textOf, headersOf } = addressing(settings, blobPrefix)
   const relabel = (method: string) => (e: ObjectStoreError | BlobError): BlobError =>
     e._tag === "BlobError" ? e : toBlobError(e, method)
 
@@ -350,18 +358,7 @@ export const adoptStaged = (ops: Ops, blobPrefix: string) =>
   known?: BinaryKey.BinaryKey
 ): Effect.Effect<BlobWriteResult, BlobError> => {
   const { instrument, settings } = ops
-  const base = settings.prefix + blobPrefix
-  const contentKey = (key: BinaryKey.BinaryKey) => `${base}${key.algorithm}/${key.digest}`
-  const locatorOf = (key: BinaryKey.BinaryKey) =>
-    new BlobLocator.BlobLocator({ scheme: SCHEME, bucket: settings.bucket, path: `${blobPrefix}${key.algorithm}/${key.digest}` })
-  const headersOf = (key: BinaryKey.BinaryKey, contentType: string | undefined): WriteHeaders => ({
-    contentType,
-    metadata: {
-      [metadataKeys.algorithm]: key.algorithm,
-      [metadataKeys.digest]: key.digest,
-      [metadataKeys.size]: String(key.size)
-    }
-  })
+  const { contentKey, locatorOf, headersOf } = addressing(settings, blobPrefix)
   const relabel = (e: ObjectStoreError | BlobError): BlobError => e._tag === "BlobError" ? e : toBlobError(e, "adopt")
 
   return Effect.gen(function*() {
