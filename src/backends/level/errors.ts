@@ -115,6 +115,7 @@ const statusReason = (message: string): ErrorReason =>
     ? "AlreadyExists"
     : message.startsWith("Invalid argument:")
     ? "InvalidInput"
+    // LevelDB's own status text for an operation it lacks (e.g. a feature of another build).
     : message.startsWith("Not implemented:")
     ? "Unsupported"
     : "Unknown"

@@ -11,7 +11,7 @@
  * - `commit` runs in one transaction, visiting the keys in byte order so two
  *   commits never wait on each other in a cycle. A value check locks its row
  *   (`SELECT ... FOR UPDATE`); an absence check *inserts* the key (the real
- *   value, or a placeholder deleted again before COMMIT), because an absent
+ *   value, or a stand-in row deleted again before COMMIT), because an absent
  *   row cannot be locked, but a concurrent insert of the same key must wait
  *   on an uncommitted one. Any failing check rolls everything back.
  *
@@ -215,7 +215,7 @@ export const make: Effect.Effect<KeyValueStore["Type"], never, SqlClient> = Effe
           const claimed = yield* sql`
             INSERT INTO kv (key, value) VALUES (${k}, ${bufferOf(value)}) ON CONFLICT (key) DO NOTHING RETURNING 1 AS ok`
           if (claimed.length === 0) return yield* Effect.fail(new CheckFailed())
-          // The placeholder goes again; its deleted row keeps blocking writers of k until COMMIT.
+          // The stand-in row goes again; its deleted row keeps blocking writers of k until COMMIT.
           if (write?._tag !== "Put") yield* sql`DELETE FROM kv WHERE key = ${k}`
         }), { discard: true })
 
