@@ -9,12 +9,16 @@
  *
  * - pg.object.put.256MiB / pg.object.get.256MiB (MB/s): one object streamed
  *   in 64 KiB pieces, stored as 1 MiB chunk rows, and read back;
- * - pg.object.put.1KiB (ops/s): 10k small objects, one after the other;
+ * - pg.object.write.1KiB (ops/s): 10k small objects, one after the other,
+ *   through `write` (bytes in hand: one statement each);
+ * - pg.object.put.1KiB (ops/s): the same through the streaming `put` (a
+ *   one-chunk Stream run into the Sink; Effect's stream machinery costs
+ *   ~80-100 µs per run on its own);
  * - pg.kv.put / pg.kv.get (ops/s): 10k 100-byte values;
  * - pg.object.put.peakRss.* (MiB): peak RSS of a separate process doing
  *   only one put, for two object sizes, to show memory does not grow with size.
  *
- * BENCH_PG_ONLY=kv,1KiB (comma-separated substrings of the names) runs only
+ * BENCH_PG_ONLY=kv,write (comma-separated substrings of the names) runs only
  * the matching comparisons, for iterating on one of them.
  */
 import * as Effect from "effect/Effect"
@@ -257,6 +261,32 @@ const main = async (): Promise<void> => {
     const smallCount = size(10_000, 1_000)
     const small = Buffer.from(source.subarray(0, 1024))
     let round = 0
+    await compare({
+      name: "pg.object.write.1KiB",
+      unit: "ops/s",
+      baselineName: "pg (same scheme, no Effect)",
+      higherIsBetter: true,
+      ours: async () => {
+        const r = ++round
+        const seconds = await time(() =>
+          run(Effect.flatMap(MutableObjectStore, (s) =>
+            Effect.forEach(
+              Array.from({ length: smallCount }, (_, i) => i),
+              (i) => s.write(locator(`small/ours/${r}/${i}`), small),
+              { discard: true }
+            )))
+        )
+        return smallCount / seconds
+      },
+      baseline: async () => {
+        const r = ++round
+        const seconds = await time(async () => {
+          for (let i = 0; i < smallCount; i++) await baseline.putSmall(`small/raw/${r}/${i}`, small)
+        })
+        return smallCount / seconds
+      }
+    })
+
     await compare({
       name: "pg.object.put.1KiB",
       unit: "ops/s",

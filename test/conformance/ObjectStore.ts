@@ -591,6 +591,45 @@ const mutableTests = (it: It, caps: ObjectStoreCapabilities) => {
       expect(ok.size).toBe(100)
     }))
 
+  for (const [label, size] of [["0 B", 0], ["1 KiB", 1024], ["1 MiB + 1", MiB + 1]] as const) {
+    test()(`write of ${label} in one call reads back byte-exact, with its options, like a put`, () =>
+      Effect.gen(function*() {
+        const store = yield* MutableObjectStore
+        const f = yield* fixture(caps)
+        const bytes = randomBytes(size, size + 7)
+        const metadata = { origin: "write" }
+        const stat = yield* store.write(f.at("w"), bytes, { contentType: "application/x-test", metadata, size })
+        expect(stat.size).toBe(size)
+        expect(BlobLocator.render(stat.locator)).toBe(BlobLocator.render(f.at("w")))
+        expectBytes(yield* read(f.at("w")), bytes)
+        const found = Option.getOrThrow(yield* head(f.at("w")))
+        expect(found.size).toBe(size)
+        expect(found.contentType).toEqual(Option.some("application/x-test"))
+        expect(found.metadata).toEqual(metadata)
+      }))
+  }
+
+  test()("write replaces a put object and a put replaces a written one, metadata included", () =>
+    Effect.gen(function*() {
+      const store = yield* MutableObjectStore
+      const f = yield* fixture(caps)
+      yield* putBytes(f.at("x"), randomBytes(5000, 1), { metadata: { v: "put" } })
+      yield* store.write(f.at("x"), utf8("written"))
+      expectBytes(yield* read(f.at("x")), utf8("written"))
+      expect(Option.getOrThrow(yield* head(f.at("x"))).metadata).toEqual({})
+      yield* putBytes(f.at("x"), utf8("put again"))
+      expectBytes(yield* read(f.at("x")), utf8("put again"))
+    }))
+
+  test(caps.declaredSizeCheck)("a write whose declared size disagrees with its bytes fails with InvalidInput and writes nothing", () =>
+    Effect.gen(function*() {
+      const store = yield* MutableObjectStore
+      const f = yield* fixture(caps)
+      yield* expectReason(store.write(f.at("short"), randomBytes(100, 1), { size: 101 }), "InvalidInput")
+      yield* expectReason(store.write(f.at("long"), randomBytes(100, 1), { size: 99 }), "InvalidInput")
+      expect(yield* listPaths(f.prefix())).toEqual([])
+    }))
+
   test()("concurrent puts to one locator leave one whole version, never a mix", () =>
     Effect.gen(function*() {
       const f = yield* fixture(caps)
@@ -626,6 +665,8 @@ const mutableTests = (it: It, caps: ObjectStoreCapabilities) => {
       const badPrefix = new BlobLocator.LocatorPrefix({ scheme: caps.scheme, bucket: caps.bucket, path: "../" }, true)
       yield* expectReason(Stream.runDrain(store.list(badPrefix)), "InvalidInput")
       yield* expectReason(putBytes(f.at("neg"), utf8("x"), { size: -1 }), "InvalidInput")
+      for (const l of bad) yield* expectReason(store.write(l, utf8("x")), "InvalidInput")
+      yield* expectReason(store.write(f.at("neg"), utf8("x"), { size: -1 }), "InvalidInput")
       // Nothing was written or moved by any of it.
       expect(yield* listPaths(f.prefix())).toEqual([f.base + "fine"])
       expectBytes(yield* read(f.at("fine")), utf8("fine"))

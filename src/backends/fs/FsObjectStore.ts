@@ -51,7 +51,7 @@ import * as KvKey from "../../core/KvKey.js"
 import type { ObjectStat, PutOptions } from "../../core/Models.js"
 import { resolveRange } from "../../core/RangeSet.js"
 import { ObjectCopied, ObjectDeleted, ObjectWritten, UploadAborted } from "../../ports/BackendEvents.js"
-import { ImmutableObjectStore, MutableObjectStore, type MutableObjectStoreShape } from "../../ports/ObjectStore.js"
+import { ImmutableObjectStore, MutableObjectStore, type MutableObjectStoreShape, writeThroughPut } from "../../ports/ObjectStore.js"
 import * as Instrument from "../../runtime/Instrument.js"
 import { BACKEND, errnoCode, fromFileSystem, fsError, isMissing } from "./errors.js"
 
@@ -550,7 +550,9 @@ export const make = (
         return walk(p.bucket, start, dirPart, p.path.slice(cut), new Set())
       })).pipe(instrument.observeStream("list"))
 
-    return { head, list, get, put, delete: del, copy, move }
+    // A file is written the same way whatever its source: temp file, then rename.
+    const write = writeThroughPut(put)
+    return { head, list, get, put, write, delete: del, copy, move }
   })
 
 const checkBucket = (bucket: string): string | undefined =>

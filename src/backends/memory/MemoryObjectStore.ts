@@ -239,6 +239,16 @@ export const make: Effect.Effect<MutableObjectStoreShape> = Effect.gen(function*
         })
     )).pipe(instrument.observeSink("put"))
 
+  const write: MutableObjectStoreShape["write"] = (locator, bytes, options) =>
+    Effect.zipLeft(checkLocator("put", locator), checkOptions("put", options)).pipe(
+      Effect.flatMap((key) => {
+        const writer = new BlockWriter()
+        writer.write(bytes)
+        return commit(key, locator, writer, options)
+      }),
+      instrument.observe("write")
+    )
+
   // Runs only once the input stream has ended: an interrupted or failed put never gets here.
   const commit = (key: string, locator: BlobLocator.BlobLocator, writer: BlockWriter, options: PutOptions | undefined) =>
     Effect.gen(function*() {
@@ -300,7 +310,7 @@ export const make: Effect.Effect<MutableObjectStoreShape> = Effect.gen(function*
       return toStat(entry)
     }).pipe(instrument.observe(method))
 
-  return { head, list, get, put, delete: del, copy: transfer("copy"), move: transfer("move") }
+  return { head, list, get, put, write, delete: del, copy: transfer("copy"), move: transfer("move") }
 })
 
 /** One in-memory store providing both the mutable and the immutable port. */

@@ -50,7 +50,7 @@ import { type ErrorReason, type InvalidValue, ObjectStoreError, toPortError } fr
 import type { ObjectStat, PutOptions } from "../../core/Models.js"
 import { type ByteRange, resolveRange } from "../../core/RangeSet.js"
 import { ObjectCopied, ObjectDeleted, ObjectWritten, UploadAborted } from "../../ports/BackendEvents.js"
-import { ImmutableObjectStore, MutableObjectStore, type MutableObjectStoreShape } from "../../ports/ObjectStore.js"
+import { ImmutableObjectStore, MutableObjectStore, type MutableObjectStoreShape, writeThroughPut } from "../../ports/ObjectStore.js"
 import * as Events from "../../runtime/Events.js"
 import * as Instrument from "../../runtime/Instrument.js"
 import * as Retry from "../../runtime/Retry.js"
@@ -342,6 +342,27 @@ export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreSha
       readonly last_modified: Date
     }
 
+    /** Counts a completed write, announces it and describes the object. */
+    const recordWrite = (
+      l: BlobLocator.BlobLocator,
+      putOptions: PutOptions | undefined,
+      size: number,
+      row: Written
+    ): Effect.Effect<ObjectStat> =>
+      metrics.bytesWritten(size).pipe(
+        Effect.zipRight(Events.now),
+        Effect.flatMap((at) =>
+          instrument.publish(new ObjectWritten({ backend: BACKEND, at, locator: BlobLocator.render(l), size }))
+        ),
+        Effect.as(toStat(l, {
+          content_id: row.content_id,
+          content_type: putOptions?.contentType ?? null,
+          metadata: putOptions?.metadata ?? {},
+          last_modified: row.last_modified,
+          size: String(size)
+        }))
+      )
+
     // A put is a hand-written channel, not Sink combinators over an effect: a 1 KiB put is one
     // statement, and unwrap/forEachChunk/mapEffect around it cost more than the statement itself.
     const put: MutableObjectStoreShape["put"] = (locator, putOptions) =>
@@ -445,19 +466,7 @@ export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreSha
         const written = (row: Written): Effect.Effect<ObjectStat> => {
           used = 0
           committed = true
-          return metrics.bytesWritten(size).pipe(
-            Effect.zipRight(Events.now),
-            Effect.flatMap((at) =>
-              instrument.publish(new ObjectWritten({ backend: BACKEND, at, locator: BlobLocator.render(l), size }))
-            ),
-            Effect.as(toStat(l, {
-              content_id: row.content_id,
-              content_type: putOptions?.contentType ?? null,
-              metadata: putOptions?.metadata ?? {},
-              last_modified: row.last_modified,
-              size: String(size)
-            }))
-          )
+          return recordWrite(l, putOptions, size, row)
         }
 
         const finish = Effect.suspend((): Effect.Effect<ObjectStat, ObjectStoreError> => {
@@ -494,6 +503,24 @@ export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreSha
           })
         return Sink.fromChannel(Channel.ensuringWith(loop, end))
       }).pipe(instrument.observeSink("put"))
+
+    // Bytes that fit in one chunk are one statement (PUT_SMALL), with no stream or transaction around it.
+    const writeLarge = writeThroughPut(put)
+    const write: MutableObjectStoreShape["write"] = (locator, bytes, putOptions) =>
+      bytes.length > chunkSize ? writeLarge(locator, bytes, putOptions) : Effect.suspend(() => {
+        const checked = validLocator("put", locator)
+        if (Either.isLeft(checked)) return Effect.fail(checked.left)
+        const problem = optionsProblem(putOptions)
+        if (problem !== undefined) return Effect.fail(problem)
+        if (putOptions?.size !== undefined && putOptions.size !== bytes.length) {
+          return Effect.fail(fail("put", "InvalidInput", `declared ${putOptions.size} bytes but got ${bytes.length}`))
+        }
+        const l = checked.right
+        return query<Written>(PUT_SMALL, [bytes.length, chunkSize, bufferOf(bytes), ...objectParams(l, putOptions)]).pipe(
+          q("put"),
+          Effect.flatMap((rows) => recordWrite(l, putOptions, bytes.length, rows[0]!))
+        )
+      }).pipe(instrument.observe("write"))
 
     const del: MutableObjectStoreShape["delete"] = (locator) =>
       checkLocator("delete", locator).pipe(
@@ -592,7 +619,7 @@ export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreSha
         return toStat(to, row)
       }).pipe(instrument.observe("move"))
 
-    return { head, list, get, put, delete: del, copy, move }
+    return { head, list, get, put, write, delete: del, copy, move }
   })
 
 /** Both object store ports from one PostgreSQL store. */

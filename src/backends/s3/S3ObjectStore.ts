@@ -26,7 +26,7 @@ import { ObjectStoreError, toPortError } from "../../core/Errors.js"
 import type { ObjectStat, PutOptions } from "../../core/Models.js"
 import { type ByteRange, resolveRange } from "../../core/RangeSet.js"
 import { ObjectCopied, ObjectDeleted, ObjectWritten } from "../../ports/BackendEvents.js"
-import { ImmutableObjectStore, MutableObjectStore, type MutableObjectStoreShape } from "../../ports/ObjectStore.js"
+import { ImmutableObjectStore, MutableObjectStore, type MutableObjectStoreShape, writeThroughPut } from "../../ports/ObjectStore.js"
 import * as Instrument from "../../runtime/Instrument.js"
 import { copy as serverCopy } from "./internal/copy.js"
 import { BACKEND, make as makeOps, type ObjectInfo, type Ops } from "./internal/ops.js"
@@ -229,7 +229,9 @@ export const fromOps = (ops: Ops): MutableObjectStoreShape => {
         }))
     })).pipe(Stream.mapError(relabel("list")), instrument.observeStream("list"))
 
-  return { head, list, get, put, delete: del, copy: transfer("copy"), move: transfer("move") }
+  // The put of bytes within one part is already a single PutObject.
+  const write = writeThroughPut(put)
+  return { head, list, get, put, write, delete: del, copy: transfer("copy"), move: transfer("move") }
 }
 
 /** Builds the object store on the S3ClientInstance in context. */

@@ -219,7 +219,7 @@ describePg("PgObjectStore", pgLayer("objects_pg").pipe(Layer.provideMerge(Metric
       expect([stat.contentType, stat.metadata]).toEqual([Option.some("text/x-'quoted'"), metadata])
     }))
 
-  test("a put inside a transaction opened by the caller commits or rolls back with it", () =>
+  test("a put or write inside a transaction opened by the caller commits or rolls back with it", () =>
     Effect.gen(function*() {
       const store = yield* MutableObjectStore
       const p = unique()
@@ -228,6 +228,7 @@ describePg("PgObjectStore", pgLayer("objects_pg").pipe(Layer.provideMerge(Metric
       const failed = yield* Effect.either(PgLayers.unitOfWork(Effect.gen(function*() {
         yield* putBytes(at(`${p}rolled-back`), randomBytes(2 * MiB + 3, 1))
         yield* putBytes(at(`${p}small`), utf8("small"))
+        yield* store.write(at(`${p}written`), utf8("one statement"))
         return yield* Effect.fail("abort" as const)
       })))
       expect(failed).toEqual(Either.left("abort"))
@@ -237,8 +238,9 @@ describePg("PgObjectStore", pgLayer("objects_pg").pipe(Layer.provideMerge(Metric
         yield* putBytes(at(`${p}one`), randomBytes(2 * MiB + 3, 2))
         yield* store.move(at(`${p}one`), at(`${p}two`))
         yield* putBytes(at(`${p}three`), utf8("3"))
+        yield* store.write(at(`${p}four`), utf8("4"))
       }))
-      expect(yield* listPaths(prefix(p))).toEqual([`${p}three`, `${p}two`])
+      expect(yield* listPaths(prefix(p))).toEqual([`${p}four`, `${p}three`, `${p}two`])
       expect(sameBytes(yield* read(at(`${p}two`)), randomBytes(2 * MiB + 3, 2))).toBe(true)
       yield* expectConsistentRefs
     }))
