@@ -16,7 +16,8 @@
  *   ~80-100 µs per run on its own);
  * - pg.kv.put / pg.kv.get (ops/s): 10k 100-byte values;
  * - pg.object.put.peakRss.* (MiB): peak RSS of a separate process doing
- *   only one put, for two object sizes, to show memory does not grow with size.
+ *   only one put, for three object sizes (16 MiB, 256 MiB, 1 GiB), to show
+ *   memory does not grow with size.
  *
  * BENCH_PG_ONLY=kv,write (comma-separated substrings of the names) runs only
  * the matching comparisons, for iterating on one of them.
@@ -352,9 +353,10 @@ const main = async (): Promise<void> => {
         })
     })
 
-    // Peak memory of a process doing only one put, at two sizes: it should not grow with the object.
+    // Peak memory of a process doing only one put, at three sizes: it should not grow with the object.
     const self = fileURLToPath(import.meta.url)
-    for (const total of [size(16 * MiB, 8 * MiB), big].filter(() => wanted("pg.object.put.peakRss"))) {
+    const rssSizes = quick ? [8 * MiB, big] : [16 * MiB, big, 4 * big]
+    for (const total of rssSizes.filter(() => wanted("pg.object.put.peakRss"))) {
       const rss = await peakRssMiB(process.execPath, ["--import", "tsx", self, "--rss-child", String(total)], {
         GRAVITON_BENCH_PG_URL: url
       })
