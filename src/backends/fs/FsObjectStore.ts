@@ -158,10 +158,13 @@ export const make = (
       return Effect.succeed({ locator, key, bucketDir, file, metaBucketDir, metaFile })
     }
 
-    /** The real path of `p`, failing when a symbolic link leads outside root. */
+    /**
+     * The real path of `p`, failing when a symbolic link leads outside root. The promise API's
+     * realpath is one realpath(3) call; the callback one (behind FileSystem.realPath) walks the
+     * path with one lstat per component, each queued behind the thread pool's writes.
+     */
     const guard = (method: string, p: string) =>
-      fs.realPath(p).pipe(
-        Effect.mapError(fromFileSystem(method)),
+      Effect.tryPromise({ try: () => NFS.promises.realpath(p), catch: fromFileSystem(method) }).pipe(
         Effect.filterOrFail(
           (real) => real === p || inside(real),
           () => fsError(method, "PermissionDenied", "a symbolic link leads outside the store's root")
@@ -281,13 +284,7 @@ export const make = (
 
     /** Removes a file, succeeding when it is absent (or is a directory, i.e. not an object). */
     const removeFile = (method: string, p: string, what: string) =>
-      fs.remove(p).pipe(
-        Effect.catchIf(
-          (e) => isMissing(e) || errnoCode(e) === "EISDIR" || errnoCode(e) === "ERR_FS_EISDIR",
-          () => Effect.void
-        ),
-        Effect.mapError(fromFileSystem(method, what))
-      )
+      Effect.tryPromise({ try: () => unlinkFile(p), catch: fromFileSystem(method, what) })
 
     /** Removes the now-empty directories between `from` and `stop` (exclusive); stops at the first non-empty one. */
     const prune = (from: string, stop: string): Effect.Effect<void> =>
@@ -298,7 +295,7 @@ export const make = (
         )
 
     const cleanup = (paths: ReadonlyArray<string>) =>
-      Effect.forEach(paths, (p) => Effect.ignore(fs.remove(p, { force: true })), { discard: true })
+      Effect.forEach(paths, (p) => Effect.promise(() => unlinkFile(p).catch(() => undefined)), { discard: true })
 
     const tempPath = (kind: string) => Path.join(tmpDir, `${kind}-${randomUUID()}`)
 
@@ -604,6 +601,18 @@ const writeGathered = <E>(
   if (current.length > 0) groups.push(current)
   return Effect.forEach(groups, (g) => write(g.length === 1 ? g[0]! : Buffer.concat(g)), { discard: true })
 }
+
+/**
+ * Unlinks the file at `p`: one syscall, where FileSystem.remove stats first. Absent, or a
+ * directory (not an object; Linux says EISDIR, macOS EPERM), is success.
+ */
+const unlinkFile = (p: string): Promise<void> =>
+  NFS.promises.unlink(p).catch(async (e: unknown) => {
+    const code = errnoCode(e)
+    if (isMissing(e) || code === "EISDIR") return
+    if (code === "EPERM" && (await NFS.promises.lstat(p).then((s) => s.isDirectory(), () => false))) return
+    throw e
+  })
 
 /** Writes all of `bytes` at offset `at` of `fd` (positioned, so it needs no shared file position). */
 const writeAt = (fd: number, bytes: Uint8Array, at: number): Promise<void> =>
