@@ -75,15 +75,25 @@ const viaPut = Effect.scoped(Effect.gen(function*() {
   return yield* Stream.run(file.stream, (yield* BlobStore).put())
 }))
 
-/** Runs `effect` on a store built fresh for this run; returns MB/s of the work alone (the layer is built first). */
-const timed = async <E>(layer: Layer.Layer<Uploads | BlobStore, E>, effect: Effect.Effect<unknown, unknown, Uploads | BlobStore>) => {
+/**
+ * Runs `effect` on a store built fresh for this run; returns MB/s of the work alone (the layer is
+ * built first). Each run starts with no dirty pages (`sync`) and its home is removed afterwards:
+ * otherwise the kernel's writeback of earlier runs' gigabytes lands on whichever side runs next.
+ */
+const timed = async <E>(
+  layer: Layer.Layer<Uploads | BlobStore, E>,
+  effect: Effect.Effect<unknown, unknown, Uploads | BlobStore>,
+  home?: string
+) => {
   const runtime = ManagedRuntime.make(layer)
   try {
     await runtime.runPromise(Effect.void)
+    spawnSync("sync")
     const seconds = await Bench.time(() => runtime.runPromise(effect))
     return Bench.mbps(size, seconds)
   } finally {
     await runtime.dispose()
+    if (home !== undefined) await fsp.rm(home, { recursive: true, force: true })
   }
 }
 
@@ -92,9 +102,10 @@ const freshHome = () => {
   const home = path.join(work, `home-${homes++}`)
   return home
 }
-const embedded = () => {
+/** Uploads on a fresh embedded home, for one timed run. */
+const onEmbedded = (effect: Effect.Effect<unknown, unknown, Uploads | BlobStore>) => {
   const home = freshHome()
-  return UploadsModule.layer().pipe(Layer.provideMerge(EmbeddedLayers.live({ home })))
+  return timed(UploadsModule.layer().pipe(Layer.provideMerge(EmbeddedLayers.live({ home }))), effect, home)
 }
 
 /** Kills `graviton upload` once half the file has landed, resumes it, and reports the bytes sent by each. */
@@ -169,8 +180,8 @@ const main = async () => {
       baselineName: "BlobStore.put, one stream",
       higherIsBetter: true,
       runs: 3,
-      ours: () => timed(embedded(), viaUploads),
-      baseline: () => timed(embedded(), viaPut)
+      ours: () => onEmbedded(viaUploads),
+      baseline: () => onEmbedded(viaPut)
     })
     if (parts.includes("resume")) await resumeFigures("embedded", { GRAVITON_STORE: "embedded" })
   }

@@ -5,7 +5,7 @@
 import * as Effect from "effect/Effect"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
-import { createHash } from "node:crypto"
+import { createHash, webcrypto } from "node:crypto"
 import { createBLAKE3 } from "hash-wasm"
 import { BinaryKey, type HashAlgorithm } from "./BinaryKey.js"
 
@@ -75,3 +75,23 @@ export const hashBytes = (algorithm: HashAlgorithm, bytes: Uint8Array): Effect.E
     h.update(bytes)
     return h.key()
   })
+
+/**
+ * The key of `chunks` hashed together, for bytes already in memory. sha256 runs in the
+ * libuv thread pool (WebCrypto's digest), so the main thread can hash something else
+ * meanwhile; it costs one copy when there are several chunks. Other algorithms hash here.
+ */
+export const hashChunks = (algorithm: HashAlgorithm, chunks: ReadonlyArray<Uint8Array>): Effect.Effect<BinaryKey> => {
+  if (algorithm !== "sha256") {
+    return Effect.map(makeHasher(algorithm), (h) => {
+      for (const c of chunks) h.update(c)
+      return h.key()
+    })
+  }
+  return Effect.promise(() => {
+    const whole = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)
+    return webcrypto.subtle.digest("SHA-256", whole).then((digest) =>
+      new BinaryKey({ algorithm, digest: Buffer.from(digest).toString("hex"), size: whole.length })
+    )
+  })
+}

@@ -429,14 +429,16 @@ export const make = (
           const boundary = (Math.floor(position / s.segmentSize) + 1) * s.segmentSize
           const limit = Math.min(boundary, size ?? Number.POSITIVE_INFINITY) - position
           const algorithm = hashes.algorithmOf(id)
-          const hasher = algorithm === undefined ? undefined : yield* Hashing.makeHasher(algorithm)
+          // The segment's own key is computed once it has landed, from the bytes kept for the
+          // whole-content hash anyway (sha256 in the thread pool, beside the main thread's work).
           const kept: Array<Uint8Array> = []
-          const segment = hasher === undefined
+          let keptBytes = 0
+          const segment = algorithm === undefined
             ? segmentBytes(limit)
             : Stream.mapChunks(segmentBytes(limit), (chunks) => {
               for (const c of chunks) {
-                hasher.update(c)
                 kept.push(c)
+                keptBytes += c.length
               }
               return chunks
             })
@@ -444,7 +446,9 @@ export const make = (
             Effect.catchAll((e): Effect.Effect<never, BlobError | E> => Option.isSome(failure) ? Effect.fail(failure.value) : Effect.fail(e))
           )
           if (Option.isNone(span)) break
-          if (hasher !== undefined && hasher.size === span.value.length) hashes.landed(id, span.value, hasher.key(), kept)
+          if (algorithm !== undefined && keptBytes === span.value.length) {
+            hashes.landed(id, span.value, yield* Hashing.hashChunks(algorithm, kept), kept)
+          }
           landed = yield* Effect.mapError(ranges.merge(id, span.value), fromMetadataError("write"))
           written += span.value.length
           position = span.value.end

@@ -46,6 +46,10 @@ describe("Hashing", () => {
         const whole = yield* Hashing.hashBytes(algorithm, all)
         expect(streamed.digest).toBe(whole.digest)
         expect(streamed.size).toBe(1_000_000)
+        // hashChunks (the thread pool for sha256) agrees, over many chunks, one, and none.
+        expect(yield* Hashing.hashChunks(algorithm, chunks)).toEqual(whole)
+        expect(yield* Hashing.hashChunks(algorithm, [all])).toEqual(whole)
+        expect((yield* Hashing.hashChunks(algorithm, [])).digest).toBe(vectors[algorithm][""])
         if (algorithm === "sha256") {
           expect(whole.digest).toBe("cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
         }
