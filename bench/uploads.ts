@@ -4,9 +4,11 @@
  *
  *   uploads.<store>.<size>           Uploads with 4 spans in flight (begin, writes, complete)
  *                                    vs BlobStore.put of the same file, one stream
- *   uploads.<store>.<size>.resume    a `graviton upload` process SIGKILLed at 50%,
- *                                    then resumed: bytes the resume sent vs the
- *                                    bound "bytes not yet sent at the kill + one part"
+ *   uploads.<store>.<size>.resume    a `graviton upload` process (one span in flight)
+ *                                    SIGKILLed at 50%, then resumed: bytes the resume
+ *                                    sent vs the bound "bytes not yet sent at the kill
+ *                                    + one part"; `.resume.parallel4` the same with 4
+ *                                    spans in flight, bound "+ one part per span"
  *
  * Stores: embedded (fs + LevelDB, a fresh home per run so that nothing
  * deduplicates) and S3 (native multipart parts, on the harness's moto or
@@ -109,11 +111,11 @@ const onEmbedded = (effect: Effect.Effect<unknown, unknown, Uploads | BlobStore>
 }
 
 /** Kills `graviton upload` once half the file has landed, resumes it, and reports the bytes sent by each. */
-const killAndResume = (env: Record<string, string>) =>
+const killAndResume = (env: Record<string, string>, parallel: number) =>
   new Promise<{ sentBeforeKill: number; landedAtKill: number; resumeSent: number; resumed: number; segment: number }>((resolve, reject) => {
     const home = freshHome()
     const fullEnv = { ...process.env, GRAVITON_HOME: home, GRAVITON_NO_PROGRESS: "1", ...env }
-    const child = spawn(process.execPath, [bin, "upload", input, "--verbose", "--parallel", String(PARALLEL)], {
+    const child = spawn(process.execPath, [bin, "upload", input, "--verbose", "--parallel", String(parallel)], {
       env: fullEnv,
       stdio: ["ignore", "pipe", "pipe"]
     })
@@ -140,7 +142,7 @@ const killAndResume = (env: Record<string, string>) =>
     child.on("close", () => {
       const id = /upload ([0-9a-f]{32})/.exec(stderr)?.[1]
       if (!killed || id === undefined) return reject(new Error(`upload not killed at 50%: ${stderr}`))
-      const resumed = spawnSync(process.execPath, [bin, "upload", input, "--resume", id, "--json", "--parallel", String(PARALLEL)], {
+      const resumed = spawnSync(process.execPath, [bin, "upload", input, "--resume", id, "--json", "--parallel", String(parallel)], {
         env: fullEnv,
         encoding: "utf8"
       })
@@ -150,24 +152,32 @@ const killAndResume = (env: Record<string, string>) =>
     })
   })
 
-const resumeFigures = async (store: string, env: Record<string, string>) => {
-  const r = await killAndResume(env)
-  const bound = size - r.sentBeforeKill + r.segment
+/**
+ * The resume figures with `parallel` spans in flight. A killed writer loses the parts it had in
+ * flight (read from the file, not yet stored), so the bound is the bytes not sent before the
+ * kill plus one part per span in flight: with one span, exactly the issue's "missing half plus one part".
+ */
+const resumeFigures = async (store: string, env: Record<string, string>, parallel: number) => {
+  const r = await killAndResume(env, parallel)
+  const bound = size - r.sentBeforeKill + parallel * r.segment
+  const suffix = parallel === 1 ? "" : `.parallel${parallel}`
   console.log(
     `BENCH ${JSON.stringify({
-      name: `uploads.${store}.${label}.resume.sentMiB`,
+      name: `uploads.${store}.${label}.resume${suffix}.sentMiB`,
       unit: "MiB",
       ours: Math.round((r.resumeSent / MiB) * 10) / 10,
       baseline: Math.round((bound / MiB) * 10) / 10,
-      baselineName: "bytes not sent before the kill + one part",
+      baselineName: parallel === 1
+        ? "bytes not sent before the kill + one part"
+        : `bytes not sent before the kill + ${parallel} parts (one per span in flight)`,
       ratio: Math.round((r.resumeSent / bound) * 1000) / 1000,
       higherIsBetter: false
     })}`
   )
   console.log(
-    `  ${store}: killed after ${(r.sentBeforeKill / MiB).toFixed(1)} MiB sent (${(r.landedAtKill / MiB).toFixed(1)} MiB stored); ` +
+    `  ${store}, ${parallel} in flight: killed after ${(r.sentBeforeKill / MiB).toFixed(1)} MiB sent (${(r.landedAtKill / MiB).toFixed(1)} MiB stored); ` +
       `resume found ${(r.resumed / MiB).toFixed(1)} MiB stored and sent ${(r.resumeSent / MiB).toFixed(1)} MiB; ` +
-      `lost in flight ${((r.sentBeforeKill - r.resumed) / MiB).toFixed(1)} MiB (parts of ${(r.segment / MiB).toFixed(0)} MiB, ${PARALLEL} in flight)`
+      `lost in flight ${((r.sentBeforeKill - r.resumed) / MiB).toFixed(1)} MiB (parts of ${(r.segment / MiB).toFixed(0)} MiB)`
   )
 }
 
@@ -183,7 +193,9 @@ const main = async () => {
       ours: () => onEmbedded(viaUploads),
       baseline: () => onEmbedded(viaPut)
     })
-    if (parts.includes("resume")) await resumeFigures("embedded", { GRAVITON_STORE: "embedded" })
+    if (parts.includes("resume")) {
+      for (const parallel of [1, PARALLEL]) await resumeFigures("embedded", { GRAVITON_STORE: "embedded" }, parallel)
+    }
   }
   if (stores.includes("s3")) await s3Figures()
 }
@@ -220,7 +232,11 @@ const s3Figures = async () => {
       ours: () => timed(s3(), viaUploads),
       baseline: () => timed(s3(), viaPut)
     })
-    if (parts.includes("resume")) await resumeFigures("s3", Harness.cliEnv(running, place, { prefix: "resume/", partSize: PART }))
+    if (parts.includes("resume")) {
+      for (const parallel of [1, PARALLEL]) {
+        await resumeFigures("s3", Harness.cliEnv(running, place, { prefix: `resume-${parallel}/`, partSize: PART }), parallel)
+      }
+    }
   } finally {
     await Harness.stopAll()
   }
