@@ -1,16 +1,29 @@
 /**
- * Streamed uploads: the bytes of a put are copied into part buffers; a
- * stream that ends within the first part becomes one PutObject, a longer one
- * a multipart upload with at most `concurrency` parts in flight. Writing
- * waits for a free slot before it starts a new buffer, so memory stays at
- * about partSize × (concurrency + 1), whatever the object size.
+ * Streamed uploads: a stream that ends within the first part becomes one
+ * PutObject, a longer one a multipart upload with at most `concurrency` parts
+ * in flight. A part holds memory from its first byte until S3 has answered
+ * it, and writing waits before it starts a new part while `concurrency` parts
+ * (two when that is one, so the next part still fills meanwhile) are held:
+ * the parts take at most partSize × max(2, concurrency), whatever the object
+ * size.
  *
- * A part is sent only once the next byte arrives, so the last part is never
- * empty and a stream of exactly one part is a single PutObject. A part that
- * fails transiently is retried on its own (ops.uploadPart retries); one that
- * fails for good fails the upload. The multipart upload is aborted by a
- * finalizer when the scope closes without completing it (failure,
- * interruption, a failing input stream), after the part fibers have stopped.
+ * The first part is gathered by reference to the incoming chunks (small ones
+ * are copied together): a put within one part costs no copy of its own, and
+ * no part buffer is allocated before the upload is known to be multipart.
+ * Chunks are kept as given, so a caller must not reuse a chunk's memory after
+ * handing it over (a stream never does). Later parts are copied into
+ * part-sized buffers that are reused once S3 has acknowledged their part (a
+ * new buffer per part would leave its predecessors to the GC, which frees
+ * them only in a full collection).
+ *
+ * The first part is sent once the next byte arrives, so a stream of exactly
+ * one part is a single PutObject; the multipart upload is created then. Later
+ * parts are sent as soon as they are full; a part is only started for a byte,
+ * so the last part is never empty. A part that fails transiently is retried
+ * on its own (ops.uploadPart retries); one that fails for good fails the
+ * upload. The multipart upload is aborted by a finalizer when the scope
+ * closes without completing it (failure, interruption, a failing input
+ * stream), after the part fibers have stopped.
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -21,14 +34,15 @@ import { ObjectStoreError } from "../../../core/Errors.js"
 import { abortReason, BACKEND, type Ops, type WriteHeaders, type WriteOutcome } from "./ops.js"
 import { plan } from "./parts.js"
 
-/** First buffer size; it doubles up to the part size while the first part fills, so small puts stay small. */
-const FIRST_BUFFER = 64 * 1024
+/** Chunks shorter than this are copied together while the first part gathers, instead of being kept one by one. */
+const SMALL_CHUNK = 16 * 1024
+/** Size of the buffers small chunks are copied into. */
+const SMALL_BUFFER = 64 * 1024
 
 /** A multipart upload created on first use and aborted at scope close unless completed or abandoned. */
 export interface MultipartSession {
   /** The upload id, creating the upload on first call. */
   readonly id: Effect.Effect<string, ObjectStoreError>
-  readonly started: () => boolean
   /** Completes the upload with the parts' ETags (in part order). */
   readonly complete: (etags: ReadonlyArray<string>, ifNoneMatch: boolean) => Effect.Effect<WriteOutcome, ObjectStoreError>
   /** Aborts now (e.g. the content turned out to be stored already). */
@@ -74,7 +88,7 @@ export const session = (
         settled = true
         return ops.abortMultipart(key, target, uploadId, why)
       })
-    return { id, started: () => uploadId !== undefined, complete, abandon }
+    return { id, complete, abandon }
   })
 
 /** What `finish` does with the bytes once the input has ended. */
@@ -95,7 +109,7 @@ export type Finished =
 
 /** A put in progress. */
 export interface Upload {
-  /** Adds bytes; waits while `concurrency` parts are in flight. */
+  /** Adds bytes; waits while the most parts are held (see the module comment). */
   readonly write: (chunk: Uint8Array) => Effect.Effect<void, ObjectStoreError>
   /** Bytes written so far. */
   readonly written: () => number
@@ -131,18 +145,41 @@ export const start = (ops: Ops, options: UploadOptions): Effect.Effect<Upload, n
     const multipart = yield* session(ops, options.key, options.target, options.headers)
     // Made after the session, so closed before it: part requests stop before the abort is sent.
     const inFlight = yield* FiberSet.make<void, never>()
+    /**
+     * One permit per part held in memory, from its first byte until S3 has
+     * acknowledged it. `concurrency` of them: the input waits while that many
+     * parts are being sent, and a part is filled as soon as one of them is
+     * answered (filling takes far less time than sending). Two at least, so
+     * that with one request at a time the next part still fills meanwhile.
+     */
+    const most = Math.max(2, concurrency)
+    const held = yield* Effect.makeSemaphore(most)
+    /** One permit per request in flight. */
     const slots = yield* Effect.makeSemaphore(concurrency)
     const failure = yield* Deferred.make<never, ObjectStoreError>()
     const etags: Array<string> = []
     /**
-     * Buffers of parts S3 has acknowledged, reused for the next parts: memory
-     * stays at (concurrency + 1) part buffers instead of waiting for the GC to
-     * find the old ones (a part fully sent and answered is no longer read).
+     * Buffers of parts S3 has acknowledged, reused for the next parts instead
+     * of new ones per part (the old ones would wait for a full GC). A part
+     * fully sent and answered is no longer read.
      */
     const spare: Array<Buffer> = []
 
+    /** Known to need more than one part: a byte beyond the first part arrived, or the declared size says so. */
+    let isMultipart = options.size !== undefined && options.size > parts.sizeOf(1)
+    /** The first part while it may still be a single PutObject: the chunks as given, small ones copied together. */
+    let gathered: Array<Uint8Array> = []
+    let gatheredBytes = 0
+    /** Where small chunks are copied, and whether the last gathered entry is a run of them in it. */
+    let small: Buffer | undefined
+    let smallUsed = 0
+    let smallRun = false
+
+    /** The part being filled once multipart (a pooled buffer) and its length so far. */
     let buffer: Buffer | undefined
     let used = 0
+    /** A `held` permit taken for the next part, before its buffer. */
+    let claimed = false
     /** Number of the part being filled (1-based). */
     let partNumber = 1
     let written = 0
@@ -151,36 +188,111 @@ export const start = (ops: Ops, options: UploadOptions): Effect.Effect<Upload, n
 
     const firstFailure = Effect.flatMap(Deferred.poll(failure), Option.match({ onNone: () => Effect.void, onSome: (e) => e }))
 
-    /** Sends the full current buffer as part `partNumber` in the background. */
-    const dispatch = Effect.gen(function*() {
+    /** Waits until a part may be held in memory; fails if a part has failed meanwhile. */
+    const claim = Effect.zipRight(
+      held.take(1),
+      Effect.tapError(firstFailure, () => held.release(1))
+    ).pipe(Effect.tap(() => {
+      claimed = true
+    }))
+
+    /** A part-sized buffer: a spare one when there is one of the right size. */
+    const take = (size: number): Buffer => {
+      const reused = spare.pop()
+      if (reused !== undefined && reused.length === size) return reused
+      // After the part size grew, the spares are the old size: let them go.
+      spare.length = 0
+      return Buffer.allocUnsafeSlow(size)
+    }
+
+    /** Keeps `n` bytes of `chunk` from `from` for the first part. */
+    const gather = (chunk: Uint8Array, from: number, n: number) => {
+      if (n >= SMALL_CHUNK) {
+        gathered.push(n === chunk.length ? chunk : chunk.subarray(from, from + n))
+        smallRun = false
+      } else {
+        if (small === undefined || small.length - smallUsed < n) {
+          small = Buffer.allocUnsafeSlow(SMALL_BUFFER)
+          smallUsed = 0
+          smallRun = false
+        }
+        small.set(chunk.subarray(from, from + n), smallUsed)
+        if (smallRun) {
+          const last = gathered[gathered.length - 1]!
+          gathered[gathered.length - 1] = small.subarray(smallUsed - last.length, smallUsed + n)
+        } else {
+          gathered.push(small.subarray(smallUsed, smallUsed + n))
+          smallRun = true
+        }
+        smallUsed += n
+      }
+      gatheredBytes += n
+    }
+
+    /** The gathered first part as one array (the only chunk itself when there is one). */
+    const gatheredBody = (): Uint8Array => (gathered.length === 1 ? gathered[0]! : Buffer.concat(gathered, gatheredBytes))
+
+    /**
+     * Sends `body` as the next part in the background; the claimed permit goes
+     * with it. `pooled` is the buffer to reuse once S3 has acknowledged the
+     * part (none when the body is the caller's own chunk).
+     */
+    const send = (body: Uint8Array, pooled: Buffer | undefined) =>
+      Effect.suspend(() => {
+        const n = partNumber
+        partNumber++
+        partTarget = parts.sizeOf(partNumber)
+        claimed = false
+        return Effect.gen(function*() {
+          const uploadId = yield* multipart.id
+          yield* slots.take(1)
+          const failed = yield* Effect.exit(firstFailure)
+          if (failed._tag === "Failure") {
+            yield* slots.release(1)
+            return yield* failed
+          }
+          yield* FiberSet.run(
+            inFlight,
+            ops.uploadPart(options.key, options.target, uploadId, n, body).pipe(
+              Effect.matchEffect({
+                onSuccess: (etag) =>
+                  Effect.sync(() => {
+                    etags[n - 1] = etag
+                    if (pooled !== undefined && spare.length < most) spare.push(pooled)
+                  }),
+                onFailure: (e) => Deferred.fail(failure, e)
+              }),
+              Effect.ensuring(Effect.zipRight(slots.release(1), held.release(1)))
+            )
+          )
+        }).pipe(Effect.onError(() => held.release(1)))
+      })
+
+    /** Sends the current buffer. */
+    const dispatch = Effect.suspend(() => {
       const full = buffer!
       const body = full.subarray(0, used)
-      const n = partNumber
       buffer = undefined
       used = 0
-      partNumber++
-      partTarget = parts.sizeOf(partNumber)
-      const uploadId = yield* multipart.id
-      yield* slots.take(1)
-      const failed = yield* Effect.exit(firstFailure)
-      if (failed._tag === "Failure") {
-        yield* slots.release(1)
-        return yield* failed
+      return send(body, full)
+    })
+
+    /** Sends the gathered first part: a byte beyond it arrived, so this is a multipart upload. */
+    const dispatchFirst = Effect.suspend(() => {
+      isMultipart = true
+      const pieces = gathered
+      gathered = []
+      gatheredBytes = 0
+      small = undefined
+      smallRun = false
+      if (pieces.length === 1) return send(pieces[0]!, undefined)
+      const full = take(partTarget)
+      let at = 0
+      for (const piece of pieces) {
+        full.set(piece, at)
+        at += piece.length
       }
-      yield* FiberSet.run(
-        inFlight,
-        ops.uploadPart(options.key, options.target, uploadId, n, body).pipe(
-          Effect.matchEffect({
-            onSuccess: (etag) =>
-              Effect.sync(() => {
-                etags[n - 1] = etag
-                if (spare.length < concurrency) spare.push(full)
-              }),
-            onFailure: (e) => Deferred.fail(failure, e)
-          }),
-          Effect.ensuring(slots.release(1))
-        )
-      )
+      return send(full.subarray(0, at), full)
     })
 
     const write = (chunk: Uint8Array): Effect.Effect<void, ObjectStoreError> =>
@@ -191,7 +303,15 @@ export const start = (ops: Ops, options: UploadOptions): Effect.Effect<Upload, n
         let offset = 0
         const loop = (): Effect.Effect<void, ObjectStoreError> => {
           while (offset < chunk.length) {
-            if (buffer !== undefined && used === partTarget) return Effect.flatMap(dispatch, loop)
+            if (!isMultipart) {
+              const room = partTarget - gatheredBytes
+              if (room === 0) return claimed ? Effect.flatMap(dispatchFirst, loop) : Effect.flatMap(claim, loop)
+              const n = Math.min(room, chunk.length - offset)
+              gather(chunk, offset, n)
+              offset += n
+              written += n
+              continue
+            }
             if (buffer === undefined) {
               if (partNumber > parts.maxParts) {
                 return Effect.fail(invalid(
@@ -199,24 +319,17 @@ export const start = (ops: Ops, options: UploadOptions): Effect.Effect<Upload, n
                   `the stream is longer than ${parts.capacity} bytes (${parts.maxParts} parts); raise partSize or declare the size`
                 ))
               }
-              // Later parts are known to fill up: take them whole. The first grows as it fills.
-              const reused = partNumber === 1 ? undefined : spare.pop()
-              // After the part size grew, the spares are the old size: let them go.
-              if (reused !== undefined && reused.length !== partTarget) spare.length = 0
-              buffer = reused !== undefined && reused.length === partTarget
-                ? reused
-                : Buffer.allocUnsafeSlow(partNumber === 1 ? Math.min(partTarget, FIRST_BUFFER) : partTarget)
+              if (!claimed) return Effect.flatMap(claim, loop)
+              buffer = take(partTarget)
               used = 0
-            } else if (used === buffer.length) {
-              const grown = Buffer.allocUnsafeSlow(Math.min(partTarget, buffer.length * 2))
-              buffer.copy(grown, 0, 0, used)
-              buffer = grown
             }
-            const n = Math.min(chunk.length - offset, buffer.length - used)
+            const n = Math.min(chunk.length - offset, partTarget - used)
             buffer.set(chunk.subarray(offset, offset + n), used)
             used += n
             offset += n
             written += n
+            // Past the first part, a full part goes at once: the stream's end cannot make it the first.
+            if (used === partTarget) return Effect.flatMap(dispatch, loop)
           }
           return Effect.void
         }
@@ -228,15 +341,14 @@ export const start = (ops: Ops, options: UploadOptions): Effect.Effect<Upload, n
         if (options.size !== undefined && written !== options.size) {
           return yield* invalid("put", `the stream had ${written} bytes but ${options.size} were declared`)
         }
-        if (!multipart.started()) {
+        if (!isMultipart) {
           const decision = yield* decide(written, false)
           if (Option.isNone(decision)) return { _tag: "Skipped", size: written, exists: false } satisfies Finished
           const key = decision.value.key ?? options.key
-          const body = buffer === undefined ? new Uint8Array(0) : buffer.subarray(0, used)
           const outcome = yield* ops.putObject(
             key,
             options.target,
-            body,
+            gatheredBody(),
             decision.value.headers ?? options.headers,
             decision.value.ifNoneMatch
           )
@@ -244,7 +356,7 @@ export const start = (ops: Ops, options: UploadOptions): Effect.Effect<Upload, n
             ? { _tag: "Written", key, size: written, etag: outcome.etag } satisfies Finished
             : { _tag: "Skipped", size: written, exists: true } satisfies Finished
         }
-        if (used > 0) yield* dispatch
+        if (buffer !== undefined) yield* dispatch
         // Every slot free = every part settled.
         yield* slots.withPermits(concurrency)(Effect.void)
         yield* firstFailure
