@@ -46,6 +46,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -419,6 +420,7 @@ export const make = (
         }
         let position = offset
         let written = 0
+        const digests: Array<Fiber.RuntimeFiber<void>> = []
         let landed: RangeSet.RangeSet = RangeSet.empty
         while (true) {
           yield* fill
@@ -447,13 +449,16 @@ export const make = (
           )
           if (Option.isNone(span)) break
           if (algorithm !== undefined && keptBytes === span.value.length) {
-            hashes.landed(id, span.value, yield* Hashing.hashChunks(algorithm, kept), kept)
+            // In the background: the next segment streams while this one is digested.
+            const at = span.value
+            digests.push(yield* Effect.fork(Effect.map(Hashing.hashChunks(algorithm, kept), (key) => hashes.landed(id, at, key, kept))))
           }
           landed = yield* Effect.mapError(ranges.merge(id, span.value), fromMetadataError("write"))
           written += span.value.length
           position = span.value.end
           yield* instrument.counter(metrics.bytesReceived, span.value.length)
         }
+        yield* Fiber.joinAll(digests)
         // What the RangeTracker says after our merges: asking the staging too (a listing, ListParts) on every
         // write would cost a round trip per segment; `status` and `complete` do ask it.
         if (written === 0) landed = yield* Effect.mapError(ranges.current(id), fromMetadataError("write"))
