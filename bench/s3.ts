@@ -15,7 +15,8 @@
  * The input arrives in 1 MiB pieces for every contender. The server is
  * GRAVITON_TEST_S3_ENDPOINT when set, else BENCH_S3_SERVER (moto | s3rver,
  * default s3rver), run in its own process by test/harness/s3.ts.
- * BENCH_QUICK=1 shrinks the object to 32 MiB.
+ * BENCH_QUICK=1 shrinks the object to 32 MiB. BENCH_S3_ONLY=download (comma-separated
+ * substrings of the names; "rss" for the memory figures) runs only the matching comparisons.
  */
 import * as S3 from "@aws-sdk/client-s3"
 import { Upload } from "@aws-sdk/lib-storage"
@@ -46,6 +47,12 @@ interface OpendalOperator {
   }>
   reader(path: string): Promise<{ createReadStream(): AsyncIterable<unknown> }>
 }
+const only = (process.env.BENCH_S3_ONLY ?? "").split(",").filter((x) => x.length > 0)
+const wanted = (name: string): boolean => only.length === 0 || only.some((x) => name.includes(x))
+const compare = async (c: Bench.Comparison): Promise<void> => {
+  if (wanted(c.name)) await Bench.compare(c)
+}
+
 const opendalModule: string = "opendal"
 const { Operator } = (await import(opendalModule).catch(() => {
   throw new Error("bench/s3.ts needs the opendal package: run `npm run bench:s3` (it installs opendal@0.49.2 without saving)")
@@ -197,7 +204,7 @@ const main = async () => {
     const c = contenders(target, runtime)
     const mbps = async (run: () => Promise<unknown>) => Bench.mbps(size, await Bench.time(run))
 
-    await Bench.compare({
+    await compare({
       name: `s3.upload.${label}`,
       unit: "MB/s",
       baselineName: "lib-storage Upload",
@@ -205,7 +212,7 @@ const main = async () => {
       ours: () => mbps(() => c.oursUpload("up/ours", size)),
       baseline: () => mbps(() => c.sdkUpload("up/sdk", size))
     })
-    await Bench.compare({
+    await compare({
       name: `s3.upload.${label}.vsOpendal`,
       unit: "MB/s",
       baselineName: "opendal s3 writer (both UNSIGNED-PAYLOAD)",
@@ -213,7 +220,7 @@ const main = async () => {
       ours: () => mbps(() => c.oursUpload("up/ours", size, unsigned)),
       baseline: () => mbps(() => c.opendalUpload("up/opendal", size))
     })
-    await Bench.compare({
+    await compare({
       name: `s3.upload.${label}.vsOpendal.oneAtATime`,
       unit: "MB/s",
       baselineName: "opendal s3 writer (both UNSIGNED-PAYLOAD, one part in flight)",
@@ -226,7 +233,7 @@ const main = async () => {
     const checked = (n: number) => {
       if (n !== size) throw new Error(`read ${n} bytes, expected ${size}`)
     }
-    await Bench.compare({
+    await compare({
       name: `s3.download.${label}`,
       unit: "MB/s",
       baselineName: "raw GetObject",
@@ -236,7 +243,7 @@ const main = async () => {
       ours: () => mbps(async () => checked(await c.oursDownload("down/object"))),
       baseline: () => mbps(async () => checked(await c.sdkDownload("down/object")))
     })
-    await Bench.compare({
+    await compare({
       name: `s3.download.${label}.vsOpendal`,
       unit: "MB/s",
       baselineName: "opendal s3 reader",
@@ -251,6 +258,7 @@ const main = async () => {
     c.client.destroy()
 
     // Peak RSS, each in a process of its own.
+    if (!wanted("rss")) return
     const self = fileURLToPath(import.meta.url)
     const rss = (mode: string) =>
       Bench.peakRssMiB(process.execPath, ["--import", "tsx", self, "--child", mode, JSON.stringify(target), String(size)])

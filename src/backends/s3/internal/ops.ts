@@ -6,7 +6,6 @@
  * retries are off). Every call here is safe to repeat.
  */
 import * as S3 from "@aws-sdk/client-s3"
-import * as NodeStream from "@effect/platform-node/NodeStream"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
@@ -23,6 +22,7 @@ import type { S3ClientShape } from "../S3Client.js"
 import type { S3Settings } from "../S3Config.js"
 import { classify, toObjectStoreError } from "../S3Error.js"
 import * as S3Metrics from "../S3Metrics.js"
+import { fromBody } from "./body.js"
 
 export const BACKEND = "s3"
 
@@ -237,10 +237,7 @@ export const make = (shape: S3ClientShape, instrument: Instrument): Ops => {
       let received = 0
       const body = out.Body === undefined || keep === 0
         ? Stream.empty
-        : NodeStream.fromReadable<ObjectStoreError, Uint8Array>(
-          () => out.Body as unknown as Readable,
-          (e) => toObjectStoreError("GetObject", target, e)
-        ).pipe(
+        : fromBody(out.Body as unknown as Readable, (e) => toObjectStoreError("GetObject", target, e)).pipe(
           (bytes) => (skip === 0 && keep >= length ? bytes : slice(bytes, skip, keep)),
           Stream.mapChunks((chunk) => {
             for (const c of chunk) received += c.length
