@@ -171,14 +171,19 @@ export const make = (
         )
       )
 
-    const readMeta = (method: string, t: Target): Effect.Effect<Meta, ObjectStoreError> =>
+    /** The object's metadata file, None when it has none. */
+    const findMeta = (method: string, t: Target): Effect.Effect<Option.Option<Meta>, ObjectStoreError> =>
       fs.readFileString(t.metaFile).pipe(
         Effect.flatMap((text) =>
           Either.mapLeft(decodeMeta(text), () => fsError(method, "Corrupted", `unreadable metadata for ${t.key}`))
         ),
-        Effect.catchIf(isMissing, () => Effect.succeed({})),
+        Effect.map(Option.some),
+        Effect.catchIf(isMissing, () => Effect.succeed(Option.none<Meta>())),
         Effect.mapError(fromFileSystem(method, t.key))
       )
+
+    const readMeta = (method: string, t: Target): Effect.Effect<Meta, ObjectStoreError> =>
+      Effect.map(findMeta(method, t), Option.getOrElse((): Meta => ({})))
 
     const toStat = (locator: BlobLocator.BlobLocator, info: FileSystem.File.Info, meta: Meta): ObjectStat => ({
       locator,
@@ -443,7 +448,8 @@ export const make = (
     const move: MutableObjectStoreShape["move"] = (source, destination) =>
       Effect.gen(function*() {
         const { from, info, to } = yield* endpoints("move", source, destination)
-        const meta = yield* readMeta("move", from)
+        const found = yield* findMeta("move", from)
+        const meta = Option.getOrElse(found, (): Meta => ({}))
         if (from.key === to.key) return toStat(to.locator, info, meta)
         yield* Effect.uninterruptible(Effect.gen(function*() {
           yield* place("move", from.file, to.file, from.key).pipe(
@@ -453,12 +459,15 @@ export const make = (
             )
           )
           // Metadata moves with the bytes; none at the source means none at the destination.
-          yield* place("move", from.metaFile, to.metaFile, to.key).pipe(
-            Effect.catchIf((e) => isMissing(e.cause), () => removeFile("move", to.metaFile, to.key))
-          )
+          // (Most objects have none: the common move then costs no metadata rename or prune.)
+          yield* Option.isNone(found)
+            ? removeFile("move", to.metaFile, to.key)
+            : place("move", from.metaFile, to.metaFile, to.key).pipe(
+              Effect.catchIf((e) => isMissing(e.cause), () => removeFile("move", to.metaFile, to.key))
+            )
         }))
         yield* prune(Path.dirname(from.file), from.bucketDir)
-        yield* prune(Path.dirname(from.metaFile), from.metaBucketDir)
+        if (Option.isSome(found)) yield* prune(Path.dirname(from.metaFile), from.metaBucketDir)
         const at = new Date()
         yield* instrument.publish(new ObjectWritten({ backend: BACKEND, at, locator: to.key, size: Number(info.size) }))
         yield* instrument.publish(
