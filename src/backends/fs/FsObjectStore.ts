@@ -54,6 +54,7 @@ import { ObjectCopied, ObjectDeleted, ObjectWritten, UploadAborted } from "../..
 import { ImmutableObjectStore, MutableObjectStore, type MutableObjectStoreShape, writeThroughPut } from "../../ports/ObjectStore.js"
 import * as Instrument from "../../runtime/Instrument.js"
 import { BACKEND, errnoCode, fromFileSystem, fsError, isMissing } from "./errors.js"
+import { objectPath, writeBehind, writeGathered } from "./files.js"
 
 /** Options of the filesystem object store. */
 export interface FsObjectStoreOptions {
@@ -72,8 +73,6 @@ export const RESERVED = ".graviton"
 const READ_CHUNK = 1024 * 1024
 /** Chunks read ahead of a reader (memory: this many chunks per open read). */
 const READ_AHEAD = 2
-/** Small writes are gathered into one write call up to this size. */
-const GATHER_BYTES = 1024 * 1024
 /** Longest file name most filesystems accept, in bytes. */
 const NAME_MAX = 255
 /** Temp files untouched for this long are leftovers of a crashed process, swept at startup. */
@@ -149,7 +148,7 @@ export const make = (
       }
       const bucketDir = Path.join(root, locator.bucket)
       const metaBucketDir = Path.join(metaDir, locator.bucket)
-      const file = Path.join(bucketDir, ...segments)
+      const file = objectPath(root, locator.bucket, locator.path)
       const metaFile = Path.join(metaBucketDir, ...segments)
       // The parser already forbids `..`; this is the belt to its braces.
       if (!inside(file) || !file.startsWith(bucketDir + Path.sep)) {
@@ -342,28 +341,17 @@ export const make = (
           )
           // Write-behind: one positioned write runs in the thread pool while the caller prepares
           // (hashes) the next chunk. Its failure surfaces at the next write or at the commit.
-          let inflight: Promise<void> = Promise.resolve()
+          const writer = writeBehind(file.fd, 0)
           // Added after the open, so it runs before the descriptor closes: never close under a write.
-          yield* Scope.addFinalizer(fileScope, Effect.promise(() => inflight.catch(() => undefined)))
-          const drain = Effect.tryPromise({ try: () => inflight, catch: fromFileSystem("put", t.key) })
-          let written = 0
+          yield* Scope.addFinalizer(fileScope, Effect.promise(writer.settled))
+          const drain = Effect.tryPromise({ try: writer.drain, catch: fromFileSystem("put", t.key) })
           const declared = putOptions?.size
-          const write = (bytes: Uint8Array) => {
-            const at = written
-            written += bytes.length
-            return declared !== undefined && written > declared
+          const write = (bytes: Uint8Array) =>
+            declared !== undefined && writer.written() + bytes.length > declared
               ? Effect.fail(fsError("put", "InvalidInput", `declared ${declared} bytes but the stream has more`))
-              : Effect.tryPromise({
-                try: async () => {
-                  await inflight
-                  inflight = writeAt(file.fd, bytes, at)
-                  // Observed by the next write or the commit; this only keeps it from being "unhandled".
-                  inflight.catch(() => undefined)
-                },
-                catch: fromFileSystem("put", t.key)
-              })
-          }
+              : Effect.tryPromise({ try: () => writer.write(bytes), catch: fromFileSystem("put", t.key) })
           const commit = Effect.gen(function*() {
+            const written = writer.written()
             if (declared !== undefined && written !== declared) {
               return yield* fsError("put", "InvalidInput", `declared ${declared} bytes but the stream had ${written}`)
             }
@@ -586,31 +574,6 @@ const checkOptions = (method: string, options: PutOptions | undefined): Effect.E
   return Effect.void
 }
 
-/** Writes a batch of chunks, joining small ones so that tiny pieces do not cost one syscall each. */
-const writeGathered = <E>(
-  chunks: Chunk.Chunk<Uint8Array>,
-  write: (bytes: Uint8Array) => Effect.Effect<void, E>
-): Effect.Effect<void, E> => {
-  // Empty chunks are legal in a stream but writeAll of 0 bytes fails with WriteZero.
-  const all = Chunk.toReadonlyArray(chunks).filter((c) => c.length > 0)
-  if (all.length === 0) return Effect.void
-  if (all.length === 1) return write(all[0]!)
-  const groups: Array<Array<Uint8Array>> = []
-  let current: Array<Uint8Array> = []
-  let bytes = 0
-  for (const c of all) {
-    if (bytes + c.length > GATHER_BYTES && current.length > 0) {
-      groups.push(current)
-      current = []
-      bytes = 0
-    }
-    current.push(c)
-    bytes += c.length
-  }
-  if (current.length > 0) groups.push(current)
-  return Effect.forEach(groups, (g) => write(g.length === 1 ? g[0]! : Buffer.concat(g)), { discard: true })
-}
-
 /**
  * Unlinks the file at `p`: one syscall, where FileSystem.remove stats first. Absent, or a
  * directory (not an object; Linux says EISDIR, macOS EPERM), is success.
@@ -622,18 +585,6 @@ const unlinkFile = (p: string): Promise<void> =>
     if (code === "EPERM" && (await NFS.promises.lstat(p).then((s) => s.isDirectory(), () => false))) return
     throw e
   })
-
-/** Writes all of `bytes` at offset `at` of `fd` (positioned, so it needs no shared file position). */
-const writeAt = (fd: number, bytes: Uint8Array, at: number): Promise<void> =>
-  new Promise<number>((resolve, reject) =>
-    NFS.write(fd, bytes, 0, bytes.length, at, (error, n) => (error === null ? resolve(n) : reject(error)))
-  ).then((n) =>
-    n === 0
-      ? Promise.reject(Object.assign(new Error("write returned 0 bytes"), { code: "EIO" }))
-      : n < bytes.length
-      ? writeAt(fd, bytes.subarray(n), at + n)
-      : undefined
-  )
 
 /** Removes temp files a crashed process left behind (untouched for a day; live puts keep theirs fresh). */
 const sweepStaleTemps = (fs: FileSystem.FileSystem, tmpDir: string) =>
