@@ -20,13 +20,13 @@ export type StagingState = string
 
 /**
  * Keys the writing process computed from the bytes as they were written:
- * the whole content's, and each segment's. A staging may use them to skip
- * reading the content again; it must ignore them when its segments are not
- * exactly these.
+ * the whole content's, and each segment's when the staging asked for them
+ * (`segmentKeys`). A staging may use them to skip reading the content again;
+ * it must ignore them when its segments are not exactly these.
  */
 export interface CompleteHint {
   readonly key: BinaryKey
-  readonly segments: ReadonlyArray<{ readonly span: Span; readonly key: BinaryKey }>
+  readonly segments: ReadonlyArray<{ readonly span: Span; readonly key?: BinaryKey | undefined }>
 }
 
 /** See the module comment. */
@@ -38,6 +38,11 @@ export class UploadStaging extends Context.Tag("graviton/UploadStaging")<UploadS
    * multiples of it and hands each piece to `writeSegment` on its own.
    */
   readonly segmentSize: number
+  /**
+   * Whether `complete` uses each segment's own key (CompleteHint): hashing
+   * every segment costs a second pass over the bytes, paid only when asked.
+   */
+  readonly segmentKeys: boolean
   /** Prepares a new upload (e.g. creates the multipart upload); the state is kept in the upload record. */
   readonly begin: (id: string, size: number | undefined) => Effect.Effect<StagingState, BlobError>
   /**

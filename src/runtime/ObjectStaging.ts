@@ -183,7 +183,10 @@ export const make = (options: Options): UploadStaging["Type"] => {
     const keys: Array<BinaryKey> = []
     for (let i = 0; i < pieces.length; i++) {
       const h = hint.segments[i]!
-      if (h.span.start !== pieces[i]!.span.start || h.span.end !== pieces[i]!.span.end || h.key.size !== h.span.length) {
+      if (
+        h.key === undefined || h.span.start !== pieces[i]!.span.start || h.span.end !== pieces[i]!.span.end ||
+        h.key.size !== h.span.length
+      ) {
         return undefined
       }
       keys.push(h.key)
@@ -223,6 +226,8 @@ export const make = (options: Options): UploadStaging["Type"] => {
   return {
     name: "objects",
     segmentSize,
+    // Segments are adopted as blocks under their own keys.
+    segmentKeys: true,
     begin: (id) => Effect.as(dirOf("begin", id), ""),
     writeSegment,
     landed,

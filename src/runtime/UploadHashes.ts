@@ -1,17 +1,22 @@
 /**
  * Hashing as the bytes go by, for resumable uploads begun in this process.
  *
- * Completing an upload needs the key of the whole content and, to adopt
- * segments as blocks, the key of each segment. Reading everything back at
- * `complete` doubles the I/O of an upload, so the process that writes the
- * segments hashes them on the way: each segment on its own while it streams,
- * and the whole content in order. Segments land out of order (several spans
- * in flight), so a landed segment beyond the hashed frontier keeps its bytes
- * in memory until the frontier reaches it, within a budget shared by every
- * upload (`MAX_PENDING_BYTES`); past the budget, or when re-sent spans cross
- * the frontier, the upload's hashes are dropped and `complete` reads the
- * content back as it would after a restart. Nothing here is stored: it is an
- * optimization of one process, never a source of truth about what landed.
+ * Completing an upload needs the key of the whole content and, when the
+ * staging adopts segments as blocks, the key of each segment. Reading
+ * everything back at `complete` doubles the I/O of an upload, so the process
+ * that writes the segments hashes them on the way: the whole content in
+ * order, and each segment on its own when asked. Segments land out of order
+ * (several spans in flight), so a landed segment beyond the hashed frontier
+ * keeps its bytes in memory until the frontier reaches it, within a budget
+ * shared by every upload (`MAX_PENDING_BYTES`).
+ *
+ * Any write that overlaps bytes already written, landed or in flight (a
+ * re-sent span) drops the upload's hashes: the bytes it hashed may no longer
+ * be the ones staged (a staging that writes in place overwrites them, and two
+ * overlapping writers race). So does going past the budget. `complete` then
+ * reads the content back, as it would after a restart. Nothing here is
+ * stored: it is an optimization of one process, never a source of truth
+ * about what landed.
  */
 import type * as BinaryKey from "../core/BinaryKey.js"
 import type * as Hashing from "../core/Hashing.js"
@@ -24,19 +29,34 @@ export const MAX_PENDING_BYTES = 64 * 1024 * 1024
 interface Tracked {
   readonly algorithm: BinaryKey.HashAlgorithm
   readonly whole: Hashing.Hasher
+  /** Size of the cells writes are cut at (the staging's segment size): overlaps are looked for in one cell. */
+  readonly cell: number
   frontier: number
   readonly pending: Map<number, { readonly end: number; readonly bytes: ReadonlyArray<Uint8Array>; readonly size: number }>
-  readonly keys: Map<number, { readonly end: number; readonly key: BinaryKey.BinaryKey }>
+  readonly keys: Map<number, { readonly end: number; readonly key: BinaryKey.BinaryKey | undefined }>
+  /** Spans written or being written, by cell. */
+  readonly seen: Map<number, Array<RangeSet.Span>>
 }
 
 /** The hashes of the uploads one Uploads instance began. */
 export interface UploadHashes {
-  /** Starts tracking a new upload (nothing landed yet). */
-  readonly start: (id: string, algorithm: BinaryKey.HashAlgorithm, whole: Hashing.Hasher) => void
-  /** The algorithm to hash the next segment of `id` with, or undefined when `id` is not tracked. */
-  readonly algorithmOf: (id: string) => BinaryKey.HashAlgorithm | undefined
-  /** Records a landed segment: its key, and its bytes (held until the frontier reaches it). */
-  readonly landed: (id: string, span: RangeSet.Span, key: BinaryKey.BinaryKey, bytes: ReadonlyArray<Uint8Array>) => void
+  /** Starts tracking a new upload (nothing landed yet); writes are cut at multiples of `segmentSize`. */
+  readonly start: (id: string, algorithm: BinaryKey.HashAlgorithm, whole: Hashing.Hasher, segmentSize: number) => void
+  /**
+   * A segment write is about to cover (at most) `span`, within one segment:
+   * returns the algorithm to hash it with, or undefined when `id` is not (or
+   * no longer) tracked. A span overlapping one seen before drops the hashes.
+   */
+  readonly writing: (id: string, span: RangeSet.Span) => BinaryKey.HashAlgorithm | undefined
+  /** The write `writing` announced ended: it covered `actual` (None: nothing, it failed or was empty). */
+  readonly settle: (id: string, announced: RangeSet.Span, actual: RangeSet.Span | undefined) => void
+  /** Records a landed segment: its key (when computed), and its bytes (held until the frontier reaches it). */
+  readonly landed: (
+    id: string,
+    span: RangeSet.Span,
+    key: BinaryKey.BinaryKey | undefined,
+    bytes: ReadonlyArray<Uint8Array>
+  ) => void
   /** The hint for `complete` when `[0, size)` was hashed in order; stops tracking `id` either way. */
   readonly finish: (id: string, size: number) => CompleteHint | undefined
   /** Stops tracking `id` (abort, expiry). */
@@ -65,17 +85,41 @@ export const make = (): UploadHashes => {
   }
 
   return {
-    start: (id, algorithm, whole) => {
-      tracked.set(id, { algorithm, whole, frontier: 0, pending: new Map(), keys: new Map() })
+    start: (id, algorithm, whole, segmentSize) => {
+      tracked.set(id, { algorithm, whole, cell: segmentSize, frontier: 0, pending: new Map(), keys: new Map(), seen: new Map() })
     },
-    algorithmOf: (id) => tracked.get(id)?.algorithm,
+    writing: (id, span) => {
+      const t = tracked.get(id)
+      if (t === undefined) return undefined
+      // A write never crosses a segment boundary, so only spans of its own cell can overlap it.
+      const cell = Math.floor(span.start / t.cell)
+      const spans = t.seen.get(cell)
+      if (spans === undefined) {
+        t.seen.set(cell, [span])
+        return t.algorithm
+      }
+      if (spans.some((s) => s.start < span.end && span.start < s.end)) {
+        forget(id)
+        return undefined
+      }
+      spans.push(span)
+      return t.algorithm
+    },
+    settle: (id, announced, actual) => {
+      const t = tracked.get(id)
+      const spans = t?.seen.get(Math.floor(announced.start / t.cell))
+      const i = spans?.indexOf(announced) ?? -1
+      if (spans === undefined || i < 0) return
+      if (actual === undefined) spans.splice(i, 1)
+      else spans[i] = actual
+    },
     landed: (id, span, key, bytes) => {
       const t = tracked.get(id)
       if (t === undefined) return
       t.keys.set(span.start, { end: span.end, key })
       if (span.start < t.frontier) {
-        // A re-sent span: harmless unless it reaches past what was hashed with other boundaries.
-        if (span.end > t.frontier) forget(id)
+        // Cannot happen for a span `writing` let through; stay safe.
+        forget(id)
         return
       }
       if (span.start === t.frontier) {
@@ -101,7 +145,7 @@ export const make = (): UploadHashes => {
       for (let at = 0; at < size;) {
         const k = t.keys.get(at)
         if (k === undefined) return undefined
-        segments.push({ span: new RangeSet.Span({ start: at, end: k.end }), key: k.key })
+        segments.push({ span: new RangeSet.Span({ start: at, end: k.end }), ...(k.key === undefined ? {} : { key: k.key }) })
         at = k.end
       }
       return { key: t.whole.key(), segments }

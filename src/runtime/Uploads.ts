@@ -271,12 +271,26 @@ export const make = (
             ? Effect.fail(fail("NotFound", method, `upload ${id} expired at ${new Date(r.record.expiresAt).toISOString()}; \`expire\` (graviton uploads gc) removes it`))
             : Effect.succeed(r)))
 
+    /** The staging, when it is the one that began the upload (another one cannot read its bytes). */
+    const stagingOf = (method: string, id: string, record: UploadRecord) =>
+      Effect.filterOrFail(
+        useStaging(method),
+        (s) => s.name === record.staging,
+        (s) =>
+          fail(
+            "Unsupported",
+            method,
+            `upload ${id} was begun with staging "${record.staging}" and this store stages with "${s.name}"; abort it and upload again`
+          )
+      )
+
     const landedOf = (method: string, id: string, record: UploadRecord) =>
       Effect.gen(function*() {
         const s = yield* useStaging(method)
         const [tracked, proven] = yield* Effect.all([
           Effect.mapError(ranges.current(id), fromMetadataError(method)),
-          s.landed(id, record.state)
+          // Another staging's upload (listed, or about to be aborted): what the RangeTracker says.
+          s.name === record.staging ? s.landed(id, record.state) : Effect.succeed(RangeSet.empty)
         ], { concurrency: 2 })
         return RangeSet.union(tracked, proven)
       })
@@ -347,7 +361,7 @@ export const make = (
         yield* instrument.counter(metrics.begun)
         // This process writes it from the start: hash as the bytes go by (see UploadHashes).
         const algorithm = expected?.algorithm ?? "sha256"
-        hashes.start(id, algorithm, yield* Hashing.makeHasher(algorithm))
+        hashes.start(id, algorithm, yield* Hashing.makeHasher(algorithm), s.segmentSize)
         return id
       }).pipe(instrument.observe("begin"))
 
@@ -355,8 +369,8 @@ export const make = (
 
     const write = <E, R>(id: string, offset: number, bytes: Stream.Stream<Uint8Array, E, R>) =>
       Effect.scoped(Effect.gen(function*() {
-        const s = yield* useStaging("write")
         const { record } = yield* readLive("write", id)
+        const s = yield* stagingOf("write", id, record)
         if (record.completing !== undefined) {
           return yield* fail("Conflict", "write", `upload ${id} is being completed`)
         }
@@ -430,9 +444,10 @@ export const make = (
           }
           const boundary = (Math.floor(position / s.segmentSize) + 1) * s.segmentSize
           const limit = Math.min(boundary, size ?? Number.POSITIVE_INFINITY) - position
-          const algorithm = hashes.algorithmOf(id)
-          // The segment's own key is computed once it has landed, from the bytes kept for the
-          // whole-content hash anyway (sha256 in the thread pool, beside the main thread's work).
+          const announced = new RangeSet.Span({ start: position, end: position + limit })
+          const algorithm = hashes.writing(id, announced)
+          // The bytes are kept for the whole-content hash (and the segment's own key, computed once it
+          // has landed: sha256 in the thread pool, beside the main thread's work).
           const kept: Array<Uint8Array> = []
           let keptBytes = 0
           const segment = algorithm === undefined
@@ -445,13 +460,22 @@ export const make = (
               return chunks
             })
           const span = yield* s.writeSegment(id, record.state, position, segment, size).pipe(
+            Effect.onExit((exit) =>
+              Effect.sync(() =>
+                hashes.settle(id, announced, Exit.isSuccess(exit) ? Option.getOrUndefined(exit.value) : undefined)
+              )
+            ),
             Effect.catchAll((e): Effect.Effect<never, BlobError | E> => Option.isSome(failure) ? Effect.fail(failure.value) : Effect.fail(e))
           )
           if (Option.isNone(span)) break
           if (algorithm !== undefined && keptBytes === span.value.length) {
-            // In the background: the next segment streams while this one is digested.
             const at = span.value
-            digests.push(yield* Effect.fork(Effect.map(Hashing.hashChunks(algorithm, kept), (key) => hashes.landed(id, at, key, kept))))
+            if (s.segmentKeys) {
+              // In the background: the next segment streams while this one is digested.
+              digests.push(yield* Effect.fork(Effect.map(Hashing.hashChunks(algorithm, kept), (key) => hashes.landed(id, at, key, kept))))
+            } else {
+              hashes.landed(id, at, undefined, kept)
+            }
           }
           landed = yield* Effect.mapError(ranges.merge(id, span.value), fromMetadataError("write"))
           written += span.value.length
@@ -537,8 +561,8 @@ export const make = (
 
     const complete = (id: string) =>
       Effect.gen(function*() {
-        const s = yield* useStaging("complete")
         const { raw, record } = yield* readLive("complete", id)
+        const s = yield* stagingOf("complete", id, record)
         const now = yield* Clock.currentTimeMillis
         if (record.completing !== undefined && now - record.completing.since <= Duration.toMillis(COMPLETE_LEASE)) {
           return yield* fail("Conflict", "complete", `upload ${id} is already being completed`)
