@@ -837,13 +837,6 @@ const build = (options: Options) =>
         )
       })
 
-    /**
-     * The blob made of staged objects (BlobAssembly): each part is read once,
-     * hashed on its own and into the whole; once the whole key is known and
-     * verified, each part becomes a block of a chunked blob (moved to its
-     * block address, or removed when that block is already stored), so no
-     * byte is written twice. Works whatever the configured layout.
-     */
     /** Keys trusted from the caller (see BlobAssembly), when they are complete and consistent. */
     const trustedKeys = (parts: ReadonlyArray<AssemblyPart>, known: BinaryKey.BinaryKey | undefined, algorithm: BinaryKey.HashAlgorithm) => {
       if (known === undefined || known.algorithm !== algorithm) return undefined
@@ -855,6 +848,14 @@ const build = (options: Options) =>
       return total === known.size ? known : undefined
     }
 
+    /**
+     * The blob made of staged objects (BlobAssembly): each part is read once,
+     * hashed on its own and into the whole; once the whole key is known and
+     * verified, each part becomes a block of a chunked blob (moved to its
+     * block address, or removed when that block is already stored), so no
+     * byte is written twice. Works whatever the configured layout; in the
+     * monolithic one, a single part becomes the blob's own object.
+     */
     const assemble = (parts: ReadonlyArray<AssemblyPart>, plan?: BlobWritePlan, known?: BinaryKey.BinaryKey) =>
       Effect.gen(function*() {
         const s = yield* settings
@@ -910,6 +911,14 @@ const build = (options: Options) =>
           if (live?._tag === "Live") {
             yield* Effect.forEach(blocks, (b) => discard(b.source, "the blob is already stored"), { concurrency: CONCURRENCY, discard: true })
             return yield* report(key, { locator: reportedLocator(key, live), deduplicated: true }, startedAt, 0, 0)
+          }
+          if (blocks.length === 1 && s.layout._tag === "Monolithic") {
+            // The whole content in one object: it becomes the blob itself, as a monolithic put's staging does.
+            const source = blocks[0]!.source
+            const place = { source }
+            const stored = yield* storeMonolithic(s, key, place, checked.contentType)
+            if (sameLocator(place.source, source)) yield* discard(source, "the blob is already stored")
+            return yield* report(key, stored, startedAt, 1, 0)
           }
           // A block repeated inside the blob is adopted once; its other parts are removed.
           const first = new Map<string, BlobLocator.BlobLocator>()
