@@ -1,4 +1,8 @@
-/** The Uploads suite over the embedded store: segments as files, records and ranges in LevelDB, adopted as blocks on complete. */
+/**
+ * The Uploads suite over the embedded store: each upload one file written in
+ * place (FsUploadStaging), records and ranges in LevelDB, the file adopted as
+ * the blob on complete.
+ */
 import * as Layer from "effect/Layer"
 import * as EmbeddedLayers from "../../src/backends/embedded/EmbeddedLayers.js"
 import * as Uploads from "../../src/runtime/Uploads.js"
@@ -9,7 +13,7 @@ import { stagedObjects } from "./fixtures.js"
 const segmentSize = 256 * 1024
 
 testUploads("embedded (fs + LevelDB)", {
-  layer: Uploads.layer({ segmentSize }).pipe(Layer.provideMerge(EmbeddedLayers.live({ home: tempDir("uploads-embedded-") }))),
+  layer: Uploads.layer({ segmentSize }).pipe(Layer.provideMerge(EmbeddedLayers.live({ home: tempDir("uploads-embedded-"), uploadSegmentSize: segmentSize }))),
   fresh: Uploads.make({ segmentSize }),
   segmentSize,
   staged: stagedObjects("file", "blobs", "staging/uploads/")

@@ -6,7 +6,9 @@
  *
  * `live` composes those with CasBlobStore, one MetricsRegistry and one
  * BackendEvents bus shared by every layer, and exposes the underlying ports
- * too (so resumable uploads and tools can use the same stores). LevelDB
+ * too (so resumable uploads and tools can use the same stores), with the
+ * UploadStaging of the fs store (FsUploadStaging: an upload is one file,
+ * renamed into place on completion). LevelDB
  * allows one process at a time per directory: a second process opening the
  * same home fails with reason Unavailable.
  */
@@ -16,18 +18,21 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as path from "node:path"
 import type { HashAlgorithm } from "../../core/BinaryKey.js"
-import type { MetadataError, ObjectStoreError } from "../../core/Errors.js"
+import type { BlobError, MetadataError, ObjectStoreError } from "../../core/Errors.js"
 import type { BackendEvents } from "../../ports/BackendEvents.js"
+import type { BlobAssembly } from "../../ports/BlobAssembly.js"
 import type { BlobStore } from "../../ports/BlobStore.js"
 import type { KeyValueStore } from "../../ports/KeyValueStore.js"
 import type { MetricsRegistry } from "../../ports/MetricsRegistry.js"
 import type { ImmutableObjectStore, MutableObjectStore } from "../../ports/ObjectStore.js"
 import type { RangeTracker } from "../../ports/RangeTracker.js"
+import type { UploadStaging } from "../../ports/UploadStaging.js"
 import type { ReplicaIndex } from "../../ports/ReplicaIndex.js"
 import * as CasBlobStore from "../../runtime/CasBlobStore.js"
 import * as Events from "../../runtime/Events.js"
 import * as Metrics from "../../runtime/Metrics.js"
 import * as FsObjectStore from "../fs/FsObjectStore.js"
+import * as FsUploadStaging from "../fs/FsUploadStaging.js"
 import type * as LevelDatabase from "../level/LevelDatabase.js"
 import * as LevelLayers from "../level/LevelLayers.js"
 
@@ -41,11 +46,14 @@ export interface EmbeddedOptions {
   readonly algorithm?: HashAlgorithm | undefined
   /** fsync each object before it becomes visible (durability over speed); default false. */
   readonly fsync?: boolean | undefined
+  /** Segment size of resumable uploads (FsUploadStaging); default 8 MiB. */
+  readonly uploadSegmentSize?: number | undefined
 }
 
 /** Every port the embedded store provides. */
 export type Services =
   | BlobStore
+  | BlobAssembly
   | MutableObjectStore
   | ImmutableObjectStore
   | KeyValueStore
@@ -53,6 +61,7 @@ export type Services =
   | ReplicaIndex
   | MetricsRegistry
   | BackendEvents
+  | UploadStaging
   | LevelDatabase.LevelDatabase
 
 /** Locator scheme of the embedded object store. */
@@ -68,17 +77,20 @@ export const metaDir = (home: string): string => path.join(home, "meta")
 export const NAMESPACES: ReadonlyArray<string> = ["blobs", "blocks", "ranges", "replicas", "uploads", "cli"]
 
 /** BlobStore and every underlying port, in `options.home`. */
-export const live = (options: EmbeddedOptions): Layer.Layer<Services, ObjectStoreError | MetadataError> => {
+export const live = (options: EmbeddedOptions): Layer.Layer<Services, ObjectStoreError | MetadataError | BlobError> => {
   const shared = Layer.merge(Metrics.layer, Events.layer)
   const ports = Layer.mergeAll(
     FsObjectStore.layer({ root: blobsDir(options.home), scheme: SCHEME, fsync: options.fsync }),
     LevelLayers.live({ path: metaDir(options.home), namespaces: NAMESPACES })
   )
-  return CasBlobStore.layer({
+  const blobs = CasBlobStore.layer({
     scheme: SCHEME,
     ...(options.layout === undefined ? {} : { layout: options.layout }),
     ...(options.algorithm === undefined ? {} : { algorithm: options.algorithm })
-  }).pipe(
+  })
+  const staging = FsUploadStaging.layer({ root: blobsDir(options.home), segmentSize: options.uploadSegmentSize, fsync: options.fsync })
+  return staging.pipe(
+    Layer.provideMerge(blobs),
     Layer.provideMerge(ports),
     Layer.provideMerge(shared)
   )
@@ -100,5 +112,5 @@ export const config: Config.Config<EmbeddedOptions> = Config.all({
 /** Like `live`, with options read from `Config` (by default `config`, i.e. GRAVITON_HOME and GRAVITON_LAYOUT). */
 export const layerConfig = (
   options: Config.Config<EmbeddedOptions> = config
-): Layer.Layer<Services, ObjectStoreError | MetadataError | ConfigError.ConfigError> =>
+): Layer.Layer<Services, ObjectStoreError | MetadataError | BlobError | ConfigError.ConfigError> =>
   Layer.unwrapEffect(Effect.map(options, live))

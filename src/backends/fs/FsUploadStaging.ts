@@ -1,0 +1,208 @@
+/**
+ * The UploadStaging of the local filesystem store (the embedded default):
+ * all the bytes of an upload in one file, `<prefix><id>/data` in the fs
+ * object store, each span written in place at its offset (as tus's
+ * filestore does). Nothing is copied at the end: `complete` cuts the file to
+ * the upload's size and hands it to the BlobStore's BlobAssembly, which
+ * renames it to the blob's address (monolithic layout); when the writing
+ * process hashed the content in order (runtime/UploadHashes), nothing is
+ * read back either. Without a BlobAssembly the file is streamed into
+ * `BlobStore.put`.
+ *
+ * A file cannot prove which of its bytes were written, so what has landed
+ * is known from the RangeTracker alone (`landed` is empty). Uploads merges a
+ * segment there once its bytes are written (and fsynced, when the store
+ * fsyncs): a writer killed in between loses that segment, no more. A re-sent
+ * span overwrites the same bytes.
+ */
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+import * as NFS from "node:fs"
+import * as Path from "node:path"
+import * as BlobLocator from "../../core/BlobLocator.js"
+import { BlobError, type ObjectStoreError, toPortError } from "../../core/Errors.js"
+import * as RangeSet from "../../core/RangeSet.js"
+import { BlobAssembly } from "../../ports/BlobAssembly.js"
+import { BlobStore } from "../../ports/BlobStore.js"
+import { MutableObjectStore, type MutableObjectStoreShape } from "../../ports/ObjectStore.js"
+import { UploadStaging } from "../../ports/UploadStaging.js"
+import { fromFileSystem, isMissing } from "./errors.js"
+import { objectPath, writeBehind, writeGathered } from "./files.js"
+
+/** Backend name in errors raised here. */
+const BACKEND = "uploads"
+
+/** Name recorded with each upload (an upload is resumed only by the staging that began it). */
+export const NAME = "file"
+
+/** Default segment size: 8 MiB (the most a killed writer loses per span in flight). */
+export const DEFAULT_SEGMENT_SIZE = 8 * 1024 * 1024
+
+/** Name of the file holding an upload's bytes, inside its directory. */
+export const DATA = "data"
+
+/** What the file staging works with. */
+export interface Options {
+  /** Root directory of the fs object store `objects` (the file lives inside it, so adopting it is a rename). */
+  readonly root: string
+  readonly objects: MutableObjectStoreShape
+  readonly blobs: BlobStore["Type"]
+  /** When present, complete adopts the file instead of copying it (must use the same object store). */
+  readonly assembly: Option.Option<BlobAssembly["Type"]>
+  /** Where uploads live; each gets `<prefix><id>/data`. */
+  readonly prefix: BlobLocator.LocatorPrefix
+  readonly segmentSize?: number | undefined
+  /** fsync each segment before it counts as landed. */
+  readonly fsync?: boolean | undefined
+}
+
+const fail = (reason: BlobError["reason"], method: string, description: string) =>
+  new BlobError({ reason, backend: BACKEND, method, description })
+
+/** The one error mapping here: a filesystem or object store failure keeps its reason. */
+const fromError = (method: string, what: string) => (e: unknown): BlobError => {
+  const error: ObjectStoreError = fromFileSystem(method, what)(e)
+  return new BlobError({ reason: error.reason, backend: BACKEND, method, description: error.message, cause: error })
+}
+
+/** The file staging over an fs object store (see the module comment). */
+export const make = (options: Options): UploadStaging["Type"] => {
+  const { objects, blobs, assembly, prefix } = options
+  const segmentSize = options.segmentSize ?? DEFAULT_SEGMENT_SIZE
+  const fsync = options.fsync ?? false
+
+  /** The upload's data object and its file. */
+  const dataOf = (method: string, id: string) =>
+    Either.map(
+      Either.mapLeft(BlobLocator.child(prefix, `${id}/${DATA}`), toPortError(BlobError, BACKEND, method)),
+      (locator) => ({ locator, file: objectPath(options.root, locator.bucket, locator.path), text: BlobLocator.render(locator) })
+    )
+
+  const begin: UploadStaging["Type"]["begin"] = (id) =>
+    Effect.gen(function*() {
+      const data = yield* dataOf("begin", id)
+      yield* Effect.tryPromise({
+        try: async () => {
+          await NFS.promises.mkdir(Path.dirname(data.file), { recursive: true })
+          // "wx": a fresh id never names an existing file; if it does, refuse rather than share it.
+          await (await NFS.promises.open(data.file, "wx")).close()
+        },
+        catch: fromError("begin", data.text)
+      })
+      return ""
+    })
+
+  const writeSegment: UploadStaging["Type"]["writeSegment"] = (id, _state, start, bytes) =>
+    Effect.gen(function*() {
+      const data = yield* dataOf("write", id)
+      const written = yield* Effect.acquireUseRelease(
+        // Not created here: a missing file means the upload was aborted or completed meanwhile.
+        Effect.tryPromise({
+          try: () => NFS.promises.open(data.file, "r+"),
+          catch: (e) =>
+            isMissing(e)
+              ? fail("NotFound", "write", `the staged file of upload ${id} is gone (aborted, expired or completed)`)
+              : fromError("write", data.text)(e)
+        }),
+        (handle) => {
+          const writer = writeBehind(handle.fd, start)
+          const write = (chunk: Uint8Array) => Effect.tryPromise({ try: () => writer.write(chunk), catch: fromError("write", data.text) })
+          return Stream.runForEachChunk(bytes, (chunks) => writeGathered(chunks, write)).pipe(
+            Effect.zipRight(Effect.tryPromise({
+              try: async () => {
+                await writer.drain()
+                if (fsync && writer.written() > 0) await handle.datasync()
+              },
+              catch: fromError("write", data.text)
+            })),
+            // Never close the descriptor under a write still in flight.
+            Effect.onExit(() => Effect.promise(writer.settled)),
+            Effect.map(() => writer.written())
+          )
+        },
+        (handle) => Effect.promise(() => handle.close().catch(() => undefined))
+      )
+      return written === 0 ? Option.none() : Option.some(new RangeSet.Span({ start, end: start + written }))
+    })
+
+  const abort: UploadStaging["Type"]["abort"] = (id) =>
+    Effect.gen(function*() {
+      const dir = yield* Either.mapLeft(
+        BlobLocator.makePrefix(prefix.scheme, prefix.bucket, `${prefix.path}${id}/`),
+        toPortError(BlobError, BACKEND, "abort")
+      )
+      // Everything in the upload's directory (its file, or the segments an object staging left there);
+      // the store's delete prunes the emptied directory, and an absent one lists nothing.
+      yield* objects.list(dir).pipe(
+        Stream.mapEffect((stat) => objects.delete(stat.locator), { concurrency: 4 }),
+        Stream.runDrain,
+        Effect.mapError(fromError("abort", `upload ${id}`))
+      )
+    })
+
+  const complete: UploadStaging["Type"]["complete"] = (id, _state, size, plan, hint) =>
+    Effect.gen(function*() {
+      const data = yield* dataOf("complete", id)
+      // An interrupted write may have left bytes past the end that no range counts.
+      yield* Effect.tryPromise({ try: () => NFS.promises.truncate(data.file, size), catch: fromError("complete", data.text) })
+      const known = hint !== undefined && hint.key.size === size ? hint.key : undefined
+      if (Option.isSome(assembly)) {
+        return yield* assembly.value.assemble([{ locator: data.locator, key: known }], plan, known)
+      }
+      const result = yield* Stream.run(
+        Stream.mapError(objects.get(data.locator), fromError("complete", data.text)),
+        blobs.put(plan)
+      )
+      yield* abort(id, "")
+      return result
+    })
+
+  return {
+    name: NAME,
+    segmentSize,
+    // One file, adopted whole: only the whole content's key is used.
+    segmentKeys: false,
+    begin,
+    writeSegment,
+    // Known from the RangeTracker alone (see the module comment).
+    landed: () => Effect.succeed(RangeSet.empty),
+    complete,
+    abort
+  }
+}
+
+/** Options of `layer`. */
+export interface LayerOptions {
+  /** Root directory of the fs object store in the context. */
+  readonly root: string
+  /** Where uploads live (default: the BlobAssembly's staging prefix). */
+  readonly prefix?: BlobLocator.LocatorPrefix | undefined
+  readonly segmentSize?: number | undefined
+  readonly fsync?: boolean | undefined
+}
+
+/**
+ * The file staging over the fs object store (rooted at `options.root`) and
+ * the BlobStore in the context, adopting files through its BlobAssembly.
+ */
+export const layer = (
+  options: LayerOptions
+): Layer.Layer<UploadStaging, BlobError, MutableObjectStore | BlobStore> =>
+  Layer.effect(
+    UploadStaging,
+    Effect.gen(function*() {
+      const objects = yield* MutableObjectStore
+      const blobs = yield* BlobStore
+      const assembly = yield* Effect.serviceOption(BlobAssembly)
+      const prefix = options.prefix ?? Option.getOrUndefined(Option.map(assembly, (a) => a.stagingPrefix))
+      if (prefix === undefined) {
+        return yield* fail("InvalidInput", "begin", "no staging location: give the file staging a prefix (the BlobStore offers none)")
+      }
+      // The store works on the real path of its root; so must the paths computed here.
+      const root = yield* Effect.tryPromise({ try: () => NFS.promises.realpath(Path.resolve(options.root)), catch: fromError("begin", options.root) })
+      return make({ root, objects, blobs, assembly, prefix, segmentSize: options.segmentSize, fsync: options.fsync })
+    })
+  )

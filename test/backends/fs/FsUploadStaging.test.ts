@@ -1,0 +1,178 @@
+/**
+ * FsUploadStaging through Uploads on the embedded store, beyond the Uploads
+ * conformance suite (test/uploads/embedded.test.ts): one file per upload,
+ * adopted as the blob's own object; bytes past the landed end cut off;
+ * re-sent spans with other bytes never stored under a stale key; uploads of
+ * another staging refused with a clear error and still abortable.
+ */
+import { describe, expect, it, layer as sharedLayer } from "@effect/vitest"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+import { createHash } from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as EmbeddedLayers from "../../../src/backends/embedded/EmbeddedLayers.js"
+import * as FsUploadStaging from "../../../src/backends/fs/FsUploadStaging.js"
+import { BinaryKey } from "../../../src/core/BinaryKey.js"
+import type { BlobError } from "../../../src/core/Errors.js"
+import { BlobAssembly } from "../../../src/ports/BlobAssembly.js"
+import { BlobStore } from "../../../src/ports/BlobStore.js"
+import type { KeyValueStore } from "../../../src/ports/KeyValueStore.js"
+import type { RangeTracker } from "../../../src/ports/RangeTracker.js"
+import { MutableObjectStore } from "../../../src/ports/ObjectStore.js"
+import { UploadStaging } from "../../../src/ports/UploadStaging.js"
+import * as Uploads from "../../../src/runtime/Uploads.js"
+import { tempDir } from "../../cas/fixtures.js"
+import { chunked, collect, concat, randomBytes, sameBytes } from "../../conformance/bytes.js"
+import { stagedObjects } from "../../uploads/fixtures.js"
+
+const seg = 64 * 1024
+const home = tempDir("fs-upload-staging-")
+const layer = Uploads.layer().pipe(Layer.provideMerge(EmbeddedLayers.live({ home, uploadSegmentSize: seg })))
+const staged = stagedObjects("file", "blobs", "staging/uploads/")
+const dataFile = (id: string) => path.join(home, "blobs", "blobs", "staging", "uploads", id, FsUploadStaging.DATA)
+
+const sha256Key = (bytes: Uint8Array): BinaryKey =>
+  new BinaryKey({ algorithm: "sha256", digest: createHash("sha256").update(bytes).digest("hex"), size: bytes.length })
+
+const write = (id: string, bytes: Uint8Array, at: number) =>
+  Effect.flatMap(Uploads.Uploads, (u) => u.write(id, at, chunked(bytes, { seed: at + 1, max: 20 * 1024 })))
+
+describe("FsUploadStaging", () => {
+  sharedLayer(layer, { excludeTestServices: true })("through Uploads on the embedded store", (it) => {
+    it.effect("an upload is one file written in place, adopted as the blob's own object", () =>
+      Effect.gen(function*() {
+        const uploads = yield* Uploads.Uploads
+        const bytes = randomBytes(3 * seg + 100, 11)
+        const id = yield* uploads.begin({ size: bytes.length })
+        expect((yield* uploads.status(id)).staging).toBe(FsUploadStaging.NAME)
+        // Out of order: the file grows to its full size with a hole first.
+        yield* write(id, bytes.subarray(2 * seg), 2 * seg)
+        yield* write(id, bytes.subarray(0, 2 * seg), 0)
+        expect(yield* staged(id)).toBe(1)
+        expect(sameBytes(new Uint8Array(fs.readFileSync(dataFile(id))), bytes)).toBe(true)
+        const result = yield* uploads.complete(id)
+        expect(String(result.key)).toBe(String(sha256Key(bytes)))
+        // Monolithic: the blob is one object of its full size at its content address.
+        const objects = yield* MutableObjectStore
+        const stat = yield* objects.head(result.locator)
+        expect(Option.map(stat, (s) => s.size)).toEqual(Option.some(bytes.length))
+        expect(result.locator.path).not.toContain("staging")
+        expect(yield* staged(id)).toBe(0)
+        expect(fs.existsSync(path.dirname(dataFile(id)))).toBe(false)
+        expect(sameBytes(yield* collect((yield* BlobStore).get(result.key)), bytes)).toBe(true)
+      }))
+
+    it.effect("bytes an interrupted write left past the landed end are cut off on complete", () =>
+      Effect.gen(function*() {
+        const uploads = yield* Uploads.Uploads
+        const bytes = randomBytes(2 * seg, 12)
+        // No declared size: the blob is what landed.
+        const id = yield* uploads.begin()
+        yield* write(id, bytes.subarray(0, seg), 0)
+        const hanging = Stream.concat(Stream.make(bytes.subarray(seg, seg + seg / 2)), Stream.never)
+        const fiber = yield* Effect.fork(uploads.write(id, seg, hanging))
+        yield* Effect.iterate(0, {
+          while: (n) => n < seg + seg / 2,
+          body: () => Effect.zipRight(Effect.sleep("5 millis"), Effect.sync(() => fs.statSync(dataFile(id)).size))
+        })
+        yield* Fiber.interrupt(fiber)
+        expect(fs.statSync(dataFile(id)).size).toBe(seg + seg / 2)
+        const result = yield* uploads.complete(id)
+        expect(String(result.key)).toBe(String(sha256Key(bytes.subarray(0, seg))))
+        expect(sameBytes(yield* collect((yield* BlobStore).get(result.key)), bytes.subarray(0, seg))).toBe(true)
+      }).pipe(Effect.timeout("30 seconds")))
+
+    it.effect("a re-sent span with other bytes: the blob is what the file holds, under its own key", () =>
+      Effect.gen(function*() {
+        const uploads = yield* Uploads.Uploads
+        const first = randomBytes(2 * seg, 13)
+        const other = randomBytes(seg, 14)
+        const id = yield* uploads.begin({ size: 2 * seg })
+        yield* write(id, first, 0)
+        // Overwrites bytes this process already hashed: that hash must not be trusted.
+        yield* write(id, other, 0)
+        const final = concat([other, first.subarray(seg)])
+        const result = yield* uploads.complete(id)
+        expect(String(result.key)).toBe(String(sha256Key(final)))
+        expect(sameBytes(yield* collect((yield* BlobStore).get(result.key)), final)).toBe(true)
+      }))
+
+    it.effect("two writers of one span with other bytes, interleaved: the blob is still what the file holds", () =>
+      Effect.gen(function*() {
+        const uploads = yield* Uploads.Uploads
+        const bytes = randomBytes(2 * seg, 17)
+        const other = randomBytes(seg, 18)
+        const id = yield* uploads.begin({ size: 2 * seg })
+        // Writer A sends half of [seg, 2seg) and stalls; B sends all of it; then A finishes.
+        const resume = yield* Deferred.make<void>()
+        const a = yield* Effect.fork(uploads.write(id, seg, Stream.concat(
+          Stream.make(bytes.subarray(seg, seg + seg / 2)),
+          Stream.fromEffect(Effect.as(Deferred.await(resume), bytes.subarray(seg + seg / 2)))
+        )))
+        yield* Effect.iterate(0, {
+          while: (n) => n < seg + seg / 2,
+          body: () => Effect.zipRight(Effect.sleep("5 millis"), Effect.sync(() => fs.statSync(dataFile(id)).size))
+        })
+        yield* uploads.write(id, seg, Stream.make(other))
+        yield* Deferred.succeed(resume, undefined)
+        yield* Fiber.join(a)
+        yield* write(id, bytes.subarray(0, seg), 0)
+        const held = new Uint8Array(fs.readFileSync(dataFile(id)))
+        // The file mixes both writers; whatever it holds is what gets stored, under its own key.
+        expect(sameBytes(held.subarray(seg), bytes.subarray(seg))).toBe(false)
+        const result = yield* uploads.complete(id)
+        expect(String(result.key)).toBe(String(sha256Key(held)))
+        expect(sameBytes(yield* collect((yield* BlobStore).get(result.key)), held)).toBe(true)
+      }).pipe(Effect.timeout("30 seconds")))
+
+    it.effect("an upload begun by another staging is refused with a clear error, and abort still removes it", () =>
+      Effect.gen(function*() {
+        // The same stores without the file staging: Uploads falls back to one object per segment.
+        const ctx = yield* Effect.context<KeyValueStore | RangeTracker | MutableObjectStore | BlobStore | BlobAssembly>()
+        const objectStaged = yield* Effect.mapInputContext(
+          Uploads.make({ segmentSize: seg }),
+          (_: Context.Context<never>) => Context.omit(UploadStaging)(ctx)
+        )
+        const uploads = yield* Uploads.Uploads
+        const bytes = randomBytes(2 * seg, 15)
+        const id = yield* objectStaged.begin({ size: bytes.length })
+        yield* objectStaged.write(id, 0, Stream.make(bytes.subarray(0, seg)))
+        expect(yield* staged(id)).toBe(1)
+        const error = (yield* Effect.flip(uploads.write(id, seg, Stream.make(bytes.subarray(seg))))) as BlobError
+        expect(error.reason).toBe("Unsupported")
+        expect(error.message).toContain(`begun with staging "objects"`)
+        yield* uploads.abort(id)
+        expect(yield* staged(id)).toBe(0)
+      }))
+
+    it.effect("a write to an upload whose file is gone fails with NotFound", () =>
+      Effect.gen(function*() {
+        const uploads = yield* Uploads.Uploads
+        const id = yield* uploads.begin({ size: seg })
+        fs.rmSync(dataFile(id))
+        const error = (yield* Effect.flip(uploads.write(id, 0, Stream.make(randomBytes(seg, 16))))) as BlobError
+        expect(error.reason).toBe("NotFound")
+        expect(error.message).toContain("is gone")
+        yield* uploads.abort(id)
+      }))
+  })
+
+  it("a staging prefix is required when the BlobStore has no assembly", async () => {
+    const objects = Layer.succeed(MutableObjectStore, {} as MutableObjectStore["Type"])
+    const blobs = Layer.succeed(BlobStore, {} as BlobStore["Type"])
+    const error = await Effect.runPromise(
+      Effect.flip(Layer.build(FsUploadStaging.layer({ root: home })).pipe(
+        Effect.provide(Layer.merge(objects, blobs)),
+        Effect.scoped
+      ))
+    )
+    expect(error.reason).toBe("InvalidInput")
+    expect(error.message).toContain("no staging location")
+  })
+})
