@@ -189,7 +189,8 @@ const main = async () => {
       unit: "MB/s",
       baselineName: "BlobStore.put, one stream",
       higherIsBetter: true,
-      runs: 3,
+      // A run takes seconds but its time spreads widely here (writeback, page cache): more runs, a steadier median.
+      runs: 5,
       ours: () => onEmbedded(viaUploads),
       baseline: () => onEmbedded(viaPut)
     })

@@ -237,7 +237,15 @@ export const fromOps = (
   // --- writeSegment -----------------------------------------------------------
 
   /** Reads the segment into one buffer, refusing more than `limit` bytes (a segment never crosses a part boundary). */
-  const gather = (bytes: Stream.Stream<Uint8Array, BlobError>, limit: number) =>
+  /**
+   * Buffers of parts S3 has acknowledged, reused for the next parts: a fresh
+   * buffer per part would wait for a full GC to be freed, and the GC's work
+   * competes with the server for the CPU when both share a machine.
+   */
+  const spare: Array<Buffer> = []
+
+  /** The segment's bytes as one array; `pooled` when they were copied into a part buffer (see `spare`). */
+  const gather = (bytes: Stream.Stream<Uint8Array, BlobError>, limit: number, partSize: number) =>
     Effect.map(
       Stream.runFoldEffect(bytes, { chunks: [] as Array<Uint8Array>, total: 0 }, (acc, c) => {
         if (c.length === 0) return Effect.succeed(acc)
@@ -248,7 +256,18 @@ export const fromOps = (
         acc.total += c.length
         return Effect.succeed(acc)
       }),
-      ({ chunks, total }) => (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total))
+      ({ chunks, total }): { readonly body: Uint8Array; readonly pooled?: Buffer } => {
+        if (chunks.length === 1) return { body: chunks[0]! }
+        if (total !== partSize) return { body: Buffer.concat(chunks, total) }
+        let buffer = spare.pop()
+        if (buffer === undefined || buffer.length !== partSize) buffer = Buffer.allocUnsafeSlow(partSize)
+        let at = 0
+        for (const c of chunks) {
+          buffer.set(c, at)
+          at += c.length
+        }
+        return { body: buffer, pooled: buffer }
+      }
     )
 
   const writeSegment: UploadStaging["Type"]["writeSegment"] = (id, stateText, start, bytes, size) =>
@@ -257,7 +276,7 @@ export const fromOps = (
       if (!Number.isSafeInteger(start) || start < 0) {
         return yield* fail("InvalidInput", "writeSegment", `start must be a non-negative integer, got ${start}`)
       }
-      const body = yield* gather(bytes, Math.max(state.partSize, segmentSize))
+      const { body, pooled } = yield* gather(bytes, Math.max(state.partSize, segmentSize), state.partSize)
       if (body.length === 0) return Option.none()
       const span = new RangeSet.Span({ start, end: start + body.length })
       if (span.end > state.partSize * settings.maxParts) {
@@ -267,6 +286,8 @@ export const fromOps = (
         (body.length === state.partSize || (size !== undefined && span.end === size && body.length < state.partSize))
       if (aligned) {
         yield* ops.uploadPart(state.key, textOf(state.key), state.uploadId, start / state.partSize + 1, body)
+        // Only once S3 has answered: a failed or interrupted request may still be reading it.
+        if (pooled !== undefined && spare.length < settings.concurrency + 1) spare.push(pooled)
       } else {
         const key = `${piecesPrefix(state)}${pad(span.start)}-${pad(span.end)}`
         yield* ops.putObject(key, textOf(key), body, {}, false)
@@ -460,7 +481,8 @@ export const fromOps = (
       yield* Effect.mapError(ops.deleteObject(state.key, textOf(state.key)), fromS3("abort"))
     }).pipe(instrument.observe("abort"))
 
-  return UploadStaging.of({ name: NAME, segmentSize, begin, writeSegment, landed, complete, abort })
+  // Parts are checked by their spans only: no key per segment is needed.
+  return UploadStaging.of({ name: NAME, segmentSize, segmentKeys: false, begin, writeSegment, landed, complete, abort })
 }
 
 /** Builds the staging on the S3ClientInstance in context. */
