@@ -146,8 +146,15 @@ export const make = (options: Options): UploadStaging["Type"] => {
   const complete: UploadStaging["Type"]["complete"] = (id, _state, size, plan, hint) =>
     Effect.gen(function*() {
       const data = yield* dataOf("complete", id)
+      const held = yield* Effect.tryPromise({ try: () => NFS.promises.stat(data.file), catch: fromError("complete", data.text) })
+      if (held.size < size) {
+        // Never padded: the ranges say these bytes landed, so the file was cut by something else.
+        return yield* fail("Corrupted", "complete", `the staged file of upload ${id} holds ${held.size} bytes, fewer than the ${size} that landed`)
+      }
       // An interrupted write may have left bytes past the end that no range counts.
-      yield* Effect.tryPromise({ try: () => NFS.promises.truncate(data.file, size), catch: fromError("complete", data.text) })
+      if (held.size > size) {
+        yield* Effect.tryPromise({ try: () => NFS.promises.truncate(data.file, size), catch: fromError("complete", data.text) })
+      }
       const known = hint !== undefined && hint.key.size === size ? hint.key : undefined
       if (Option.isSome(assembly)) {
         return yield* assembly.value.assemble([{ locator: data.locator, key: known }], plan, known)

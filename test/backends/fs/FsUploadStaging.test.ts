@@ -151,6 +151,21 @@ describe("FsUploadStaging", () => {
         expect(yield* staged(id)).toBe(0)
       }))
 
+    it.effect("a staged file cut short behind our back fails complete with Corrupted and stores nothing", () =>
+      Effect.gen(function*() {
+        const uploads = yield* Uploads.Uploads
+        const bytes = randomBytes(2 * seg, 19)
+        const id = yield* uploads.begin({ size: bytes.length })
+        yield* write(id, bytes, 0)
+        fs.truncateSync(dataFile(id), seg)
+        const error = (yield* Effect.flip(uploads.complete(id))) as BlobError
+        expect(error.reason).toBe("Corrupted")
+        expect(error.message).toContain(`holds ${seg} bytes`)
+        expect(Option.isNone(yield* (yield* BlobStore).stat(sha256Key(bytes)))).toBe(true)
+        yield* uploads.abort(id)
+        expect(yield* staged(id)).toBe(0)
+      }))
+
     it.effect("a write to an upload whose file is gone fails with NotFound", () =>
       Effect.gen(function*() {
         const uploads = yield* Uploads.Uploads
