@@ -7,8 +7,10 @@
  *   with ours at concurrency 4, and at 1);
  * - download of it through S3ObjectStore.get vs a raw GetObject read to the
  *   end, and vs the `opendal` reader;
+ * - the most bytes each uploader holds (pulled from the input, not yet
+ *   acknowledged by S3), against partSize × (concurrency + 1);
  * - peak RSS of a process doing only one upload (ours, and lib-storage's),
- *   against two floors: the same input made without being streamed, and the
+ *   at 256 MiB and 1 GiB, against two floors: the same input made without being streamed, and the
  *   same input drained through an Effect stream (what streaming costs before
  *   any upload); the adapter's extra memory should stay near
  *   partSize × (concurrency + 1).
@@ -17,7 +19,7 @@
  * GRAVITON_TEST_S3_ENDPOINT when set, else BENCH_S3_SERVER (moto | s3rver,
  * default s3rver), run in its own process by test/harness/s3.ts.
  * BENCH_QUICK=1 shrinks the object to 32 MiB. BENCH_S3_ONLY=download (comma-separated
- * substrings of the names; "rss" for the memory figures) runs only the matching comparisons.
+ * substrings of the names; "held" and "rss" for the memory figures) runs only the matching comparisons.
  */
 import * as S3 from "@aws-sdk/client-s3"
 import { Upload } from "@aws-sdk/lib-storage"
@@ -26,6 +28,7 @@ import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
+import { spawnSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { Readable } from "node:stream"
 import * as S3Client from "../src/backends/s3/S3Client.js"
@@ -128,17 +131,17 @@ const contenders = (t: Target, runtime: Runtime) => {
   })
   return {
     client,
-    oursUpload: (path: string, size: number, on: Runtime = runtime) =>
+    oursUpload: (path: string, size: number, on: Runtime = runtime, input: IterableIterator<Buffer> = generate(size)) =>
       on.runPromise(Effect.flatMap(MutableObjectStore, (s) =>
         Stream.run(
           // One piece per pull, like a file or socket read.
-          Stream.fromIteratorSucceed(generate(size), 1),
+          Stream.fromIteratorSucceed(input, 1),
           s.put(new BlobLocator.BlobLocator({ scheme: "s3", bucket: t.bucket, path }))
         ))),
-    sdkUpload: (path: string, size: number) =>
+    sdkUpload: (path: string, size: number, input: Iterable<Buffer> = generate(size)) =>
       new Upload({
         client,
-        params: { Bucket: t.bucket, Key: t.prefix + path, Body: Readable.from(generate(size)) },
+        params: { Bucket: t.bucket, Key: t.prefix + path, Body: Readable.from(input) },
         partSize: PART,
         queueSize: CONCURRENCY
       }).done(),
@@ -194,6 +197,58 @@ const child = async (mode: string, target: Target, size: number) => {
   c.client.destroy()
 }
 
+/**
+ * Most input bytes an upload had pulled but S3 had not yet acknowledged:
+ * what the uploader itself holds (part buffers, pieces gathered, read-ahead),
+ * free of the GC's timing, which decides when garbage leaves the RSS.
+ */
+const heldPeakMiB = async (client: S3.S3Client, size: number, upload: (input: Generator<Buffer>) => Promise<unknown>) => {
+  let pulled = 0
+  let acked = 0
+  let peak = 0
+  const name = "bench-acknowledged-bytes"
+  client.middlewareStack.add((next, context) => async (args) => {
+    const out = await next(args)
+    const body = (args.input as { Body?: { byteLength?: number } }).Body
+    if (context.commandName === "UploadPartCommand" || context.commandName === "PutObjectCommand") acked += body?.byteLength ?? 0
+    return out
+  }, { step: "initialize", name })
+  function* counted(): Generator<Buffer> {
+    for (const p of generate(size)) {
+      pulled += p.length
+      peak = Math.max(peak, pulled - acked)
+      yield p
+    }
+  }
+  try {
+    await upload(counted())
+  } finally {
+    client.middlewareStack.remove(name)
+  }
+  if (acked !== size) throw new Error(`acknowledged ${acked} bytes, expected ${size}`)
+  return peak / MiB
+}
+
+/** Peak RSS of one upload of `size` bytes (ours, lib-storage's) and of the two floors, each in a fresh process. */
+const rssFigures = async (target: Target, size: number) => {
+  const label = `${size / MiB}MiB`
+  const self = fileURLToPath(import.meta.url)
+  const rss = (mode: string) =>
+    Bench.peakRssMiB(process.execPath, ["--import", "tsx", self, "--child", mode, JSON.stringify(target), String(size)])
+  const idle = await rss("idle")
+  const drained = await rss("drain")
+  const ours = await rss("ours")
+  const sdk = await rss("sdk")
+  const bound = (PART * (CONCURRENCY + 1)) / MiB
+  const line = (name: string, value: number, baseline: number, baselineName: string) =>
+    console.log(`BENCH ${JSON.stringify({ name: `s3.upload.${label}.${name}`, unit: "MiB", ours: Math.round(value), baseline: Math.round(baseline), baselineName, ratio: Math.round((value / baseline) * 1000) / 1000, higherIsBetter: false })}`)
+  line("peakRssMiB", ours, sdk, "lib-storage Upload")
+  line("rssAboveFloorMiB", ours - idle, bound, "partSize × (concurrency + 1)")
+  line("rssAboveStreamFloorMiB", ours - drained, bound, "partSize × (concurrency + 1), above the same input drained through an Effect stream")
+  console.log(`  ${label} peak RSS: the same input drained through an Effect stream ${drained.toFixed(0)} MiB`)
+  console.log(`  ${label} peak RSS: floor (same input, no upload) ${idle.toFixed(0)} MiB, ours ${ours.toFixed(0)} MiB, lib-storage ${sdk.toFixed(0)} MiB; bound above the floor ${bound} MiB`)
+}
+
 const main = async () => {
   const size = Bench.size(256 * MiB, 32 * MiB)
   const label = `${size / MiB}MiB`
@@ -237,8 +292,9 @@ const main = async () => {
       ours: () => mbps(() => c.oursUpload("up/ours", size, unsignedSerial)),
       baseline: () => mbps(() => c.opendalUpload("up/opendal", size))
     })
-    // One object read by everyone.
+    // One object read by everyone, once the uploads' gigabytes are on disk (their writeback would land on the reads).
     await c.oursUpload("down/object", size)
+    spawnSync("sync")
     const checked = (n: number) => {
       if (n !== size) throw new Error(`read ${n} bytes, expected ${size}`)
     }
@@ -261,32 +317,25 @@ const main = async () => {
       ours: () => mbps(async () => checked(await c.oursDownload("down/object"))),
       baseline: () => mbps(async () => checked(await c.opendalDownload("down/object")))
     })
+    if (wanted("held")) {
+      const ours = await heldPeakMiB(
+        (await runtime.runPromise(S3Client.S3ClientInstance)).client,
+        size,
+        (input) => c.oursUpload("held/ours", size, runtime, input)
+      )
+      const sdk = await heldPeakMiB(c.client, size, (input) => c.sdkUpload("held/sdk", size, input))
+      const bound = (PART * (CONCURRENCY + 1)) / MiB
+      console.log(`BENCH ${JSON.stringify({ name: `s3.upload.${label}.heldMiB`, unit: "MiB", ours: Math.round(ours), baseline: bound, baselineName: "partSize × (concurrency + 1)", ratio: Math.round((ours / bound) * 1000) / 1000, higherIsBetter: false })}`)
+      console.log(`  held during the upload (pulled, not yet acknowledged by S3): ours ${ours.toFixed(0)} MiB, lib-storage ${sdk.toFixed(0)} MiB; bound ${bound} MiB`)
+    }
     await runtime.dispose()
     await unsigned.dispose()
     await unsignedSerial.dispose()
     c.client.destroy()
 
-    // Peak RSS, each in a process of its own.
+    // Peak RSS, each in a process of its own; at a second, 4x larger size too, to show it does not grow with the object.
     if (!wanted("rss")) return
-    const self = fileURLToPath(import.meta.url)
-    const rss = (mode: string) =>
-      Bench.peakRssMiB(process.execPath, ["--import", "tsx", self, "--child", mode, JSON.stringify(target), String(size)])
-    const idle = await rss("idle")
-    const drained = await rss("drain")
-    const ours = await rss("ours")
-    const sdk = await rss("sdk")
-    const bound = (PART * (CONCURRENCY + 1)) / MiB
-    console.log(
-      `BENCH ${JSON.stringify({ name: `s3.upload.${label}.peakRssMiB`, unit: "MiB", ours: Math.round(ours), baseline: Math.round(sdk), baselineName: "lib-storage Upload", ratio: Math.round((ours / sdk) * 1000) / 1000, higherIsBetter: false })}`
-    )
-    console.log(
-      `BENCH ${JSON.stringify({ name: `s3.upload.${label}.rssAboveFloorMiB`, unit: "MiB", ours: Math.round(ours - idle), baseline: bound, baselineName: "partSize × (concurrency + 1)", ratio: Math.round(((ours - idle) / bound) * 1000) / 1000, higherIsBetter: false })}`
-    )
-    console.log(
-      `BENCH ${JSON.stringify({ name: `s3.upload.${label}.rssAboveStreamFloorMiB`, unit: "MiB", ours: Math.round(ours - drained), baseline: bound, baselineName: "partSize × (concurrency + 1), above the same input drained through an Effect stream", ratio: Math.round(((ours - drained) / bound) * 1000) / 1000, higherIsBetter: false })}`
-    )
-    console.log(`  peak RSS: the same input drained through an Effect stream ${drained.toFixed(0)} MiB`)
-    console.log(`  peak RSS: floor (same input, no upload) ${idle.toFixed(0)} MiB, ours ${ours.toFixed(0)} MiB, lib-storage ${sdk.toFixed(0)} MiB; bound above the floor ${bound} MiB`)
+    for (const bytes of Bench.quick ? [size] : [size, 4 * size]) await rssFigures(target, bytes)
   } finally {
     await Harness.stopAll()
   }
