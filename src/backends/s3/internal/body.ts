@@ -5,7 +5,7 @@
  * throughput, so pieces are collected (by reference, no copy) until
  * `gather` bytes are in hand or the body ends, and then emitted as one Chunk.
  * Memory stays at `gather` plus the socket's own buffer: nothing more is
- * read until the consumer pulls again.
+ * taken from the body until the consumer pulls again.
  */
 import * as Channel from "effect/Channel"
 import * as Chunk from "effect/Chunk"
@@ -26,8 +26,25 @@ export const fromBody = <E>(
   Stream.fromChannel(Channel.suspend(() => {
     // A body already read to its end (an empty one) emits nothing more.
     let done: Exit.Exit<void, E> | undefined = readable.readableEnded ? Exit.void : undefined
+    let pending: Array<Uint8Array> = []
+    let pendingBytes = 0
+    /** Takes what the body has buffered, up to `gather` in hand (the rest waits in the body: backpressure). */
+    const fill = () => {
+      if (done !== undefined && Exit.isFailure(done)) return
+      while (pendingBytes < gather) {
+        const item: Uint8Array | null = readable.read()
+        if (item === null) return
+        pending.push(item)
+        pendingBytes += item.length
+      }
+    }
     const latch = Effect.unsafeMakeLatch(false)
-    const onReadable = () => latch.unsafeOpen()
+    // Pieces are taken as they arrive, and the stream's fiber is woken only once a step is
+    // full (or the body ends): one wake-up per piece cost more than the piece itself.
+    const onReadable = () => {
+      fill()
+      if (pendingBytes >= gather) latch.unsafeOpen()
+    }
     const onError_ = (error: unknown) => {
       done = Exit.fail(onError(error))
       latch.unsafeOpen()
@@ -39,8 +56,6 @@ export const fromBody = <E>(
     readable.on("readable", onReadable)
     readable.on("error", onError_)
     readable.on("end", onEnd)
-    let pending: Array<Uint8Array> = []
-    let pendingBytes = 0
     const emit = (): Channel.Channel<Chunk.Chunk<Uint8Array>, unknown, never, unknown, void, unknown> => {
       const out = pending
       pending = []
@@ -48,18 +63,13 @@ export const fromBody = <E>(
       return Channel.write(Chunk.unsafeFromArray(out))
     }
     const loop = (): Channel.Channel<Chunk.Chunk<Uint8Array>, unknown, E, unknown, void, unknown> => {
-      if (done === undefined || Exit.isSuccess(done)) {
-        for (let item = readable.read(); item !== null; item = readable.read()) {
-          pending.push(item)
-          pendingBytes += item.length
-        }
-      }
+      if (done !== undefined && Exit.isFailure(done)) return Channel.fromEffect(done)
+      fill()
+      if (pendingBytes >= gather) return Channel.flatMap(emit(), loop)
       if (done !== undefined) {
         const end = done
-        if (Exit.isFailure(end) || pending.length === 0) return Channel.fromEffect(end)
-        return Channel.zipRight(emit(), Channel.fromEffect(end))
+        return pending.length === 0 ? Channel.fromEffect(end) : Channel.zipRight(emit(), Channel.fromEffect(end))
       }
-      if (pendingBytes >= gather) return Channel.flatMap(emit(), loop)
       latch.unsafeClose()
       return Channel.flatMap(latch.await, loop)
     }
