@@ -178,6 +178,21 @@ describe("FsUploadStaging", () => {
       }))
   })
 
+  it.effect("with fsync on, segments are synced before they count and the upload completes", () =>
+    Effect.gen(function*() {
+      const uploads = yield* Uploads.Uploads
+      const bytes = randomBytes(2 * seg + 5, 20)
+      const id = yield* uploads.begin({ size: bytes.length })
+      yield* write(id, bytes, 0)
+      const result = yield* uploads.complete(id)
+      expect(String(result.key)).toBe(String(sha256Key(bytes)))
+      expect(sameBytes(yield* collect((yield* BlobStore).get(result.key)), bytes)).toBe(true)
+    }).pipe(
+      Effect.provide(Uploads.layer().pipe(
+        Layer.provideMerge(EmbeddedLayers.live({ home: tempDir("fs-upload-staging-fsync-"), uploadSegmentSize: seg, fsync: true }))
+      ))
+    ))
+
   it("a staging prefix is required when the BlobStore has no assembly", async () => {
     const objects = Layer.succeed(MutableObjectStore, {} as MutableObjectStore["Type"])
     const blobs = Layer.succeed(BlobStore, {} as BlobStore["Type"])
