@@ -66,13 +66,19 @@ export class UploadStaging extends Context.Tag("graviton/UploadStaging")<UploadS
    * Moves the content `[0, size)`, whose spans have all landed, into the
    * BlobStore under the plan (expected key verified there) and removes the
    * staged data. On an expected-key mismatch nothing is stored.
+   *
+   * `onKey`, when the staging knows the content's key before it adopts
+   * anything, is called with it first and must succeed: Uploads records it,
+   * so that a `complete` retried after a crash that came after the adoption
+   * (the staged data gone, the blob stored) can still answer.
    */
   readonly complete: (
     id: string,
     state: StagingState,
     size: number,
     plan: BlobWritePlan,
-    hint?: CompleteHint
+    hint?: CompleteHint,
+    onKey?: (key: BinaryKey) => Effect.Effect<void, BlobError>
   ) => Effect.Effect<BlobWriteResult, BlobError>
   /** Removes everything staged for the upload; aborting an unknown or finished upload succeeds. */
   readonly abort: (id: string, state: StagingState) => Effect.Effect<void, BlobError>

@@ -194,7 +194,7 @@ export const make = (options: Options): UploadStaging["Type"] => {
     return keys
   }
 
-  const complete: UploadStaging["Type"]["complete"] = (id, _state, size, plan: BlobWritePlan, hint) =>
+  const complete: UploadStaging["Type"]["complete"] = (id, _state, size, plan: BlobWritePlan, hint, onKey) =>
     Effect.gen(function*() {
       const segs = yield* segments("complete", id)
       const pieces = yield* Option.match(cover(segs, size), {
@@ -204,10 +204,15 @@ export const make = (options: Options): UploadStaging["Type"] => {
       const result = yield* Option.isSome(assembly) && tiles(pieces)
         ? Effect.suspend(() => {
           const keys = hintedKeys(pieces, hint)
-          return assembly.value.assemble(
-            pieces.map((p, i) => ({ locator: p.segment.locator, key: keys?.[i] })),
-            plan,
-            keys === undefined ? undefined : hint!.key
+          // Known before anything is adopted only when hashed on the way in (see UploadStaging.complete).
+          const recorded = keys === undefined || onKey === undefined ? Effect.void : onKey(hint!.key)
+          return Effect.zipRight(
+            recorded,
+            assembly.value.assemble(
+              pieces.map((p, i) => ({ locator: p.segment.locator, key: keys?.[i] })),
+              plan,
+              keys === undefined ? undefined : hint!.key
+            )
           )
         })
         : Stream.run(

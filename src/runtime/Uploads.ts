@@ -29,7 +29,10 @@
  * moving it into the BlobStore, then clears the ranges and the record. When
  * the content does not match `expectedKey`, nothing is stored and the upload
  * is aborted (its bytes can never make that blob). Any other failure gives
- * the claim back, so `complete` can be called again.
+ * the claim back, so `complete` can be called again. A staging that knows
+ * the key before it moves anything has it recorded first: a complete killed
+ * after the move (the bytes gone from the staging, the blob stored) is then
+ * finished by the next one, past the claim's lease.
  *
  * The process that began an upload hashes the segments as they are written
  * (UploadHashes), so that `complete` can skip reading the content back; any
@@ -190,7 +193,9 @@ const RecordWire = Schema.Struct({
   expiresAt: Schema.NonNegativeInt,
   staging: Schema.String,
   state: Schema.String,
-  completing: Schema.optional(Completing)
+  completing: Schema.optional(Completing),
+  /** The content's key, once a complete learned it before adopting the bytes (see UploadStaging.complete). */
+  key: Schema.optional(Schema.String)
 })
 type UploadRecord = typeof RecordWire.Type
 
@@ -226,13 +231,14 @@ export const make = (
     const kv = yield* KeyValueStore
     const ranges = yield* RangeTracker
     const native = yield* Effect.serviceOption(UploadStaging)
+    const blobStore = yield* Effect.serviceOption(BlobStore)
     const instrument = yield* Instrument.make(BACKEND, "Uploads")
     const staging: UploadStaging["Type"] | BlobError = yield* Option.match(native, {
       onSome: (s) => Effect.succeed<UploadStaging["Type"] | BlobError>(s),
       onNone: () =>
         Effect.gen(function*() {
           const objects = yield* Effect.serviceOption(MutableObjectStore)
-          const blobs = yield* Effect.serviceOption(BlobStore)
+          const blobs = blobStore
           const assembly = yield* Effect.serviceOption(BlobAssembly)
           const prefix = options.stagingPrefix ?? Option.getOrUndefined(Option.map(assembly, (a) => a.stagingPrefix))
           if (Option.isNone(objects) || Option.isNone(blobs)) {
@@ -559,6 +565,24 @@ export const make = (
 
     // --- complete -------------------------------------------------------------
 
+    /**
+     * A complete that failed because an earlier one (killed before it removed
+     * the record) already adopted the bytes: the staged data is gone, but the
+     * key it recorded names a stored blob of this size. Anything left staged
+     * is removed. Otherwise the failure stands.
+     */
+    const finishedEarlier = (id: string, record: UploadRecord, size: number, error: BlobError) =>
+      Effect.gen(function*() {
+        const key = record.key === undefined ? undefined : Either.getOrUndefined(BinaryKey.parse(record.key))
+        if (key === undefined || key.size !== size || Option.isNone(blobStore)) return yield* Effect.fail(error)
+        const stat = yield* Effect.orElseSucceed(blobStore.value.stat(key), () => Option.none())
+        const locator = Option.flatMap(stat, (st) => st.locator)
+        if (Option.isNone(locator)) return yield* Effect.fail(error)
+        const s = yield* useStaging("complete")
+        yield* s.abort(id, record.state)
+        return { key, locator: locator.value, size, deduplicated: true } satisfies BlobWriteResult
+      })
+
     const complete = (id: string) =>
       Effect.gen(function*() {
         const { raw, record } = yield* readLive("complete", id)
@@ -585,9 +609,31 @@ export const make = (
           ...(expectedKey === undefined ? {} : { expectedKey }),
           ...(record.contentType === undefined ? {} : { contentType: record.contentType })
         }
-        const giveBack = Effect.ignore(kv.compareAndSet(recordKey(id), Option.some(claimedRaw), Option.some(raw)))
+        // The record as stored now: the claim, then the claim with the key once the staging tells it.
+        let stored = claimedRaw
+        let learned = record.key
+        const onKey = (key: BinaryKey.BinaryKey) =>
+          Effect.gen(function*() {
+            const next = encodeRecord({ ...claimed, key: BinaryKey.render(key) })
+            const ok = yield* Effect.mapError(
+              kv.compareAndSet(recordKey(id), Option.some(stored), Option.some(next)),
+              fromMetadataError("complete")
+            )
+            if (!ok) return yield* fail("Conflict", "complete", `upload ${id} changed while completing; try again`)
+            stored = next
+            learned = BinaryKey.render(key)
+          })
+        // The claim goes back; a key learned stays, for the next complete.
+        const giveBack = Effect.suspend(() =>
+          Effect.ignore(kv.compareAndSet(
+            recordKey(id),
+            Option.some(stored),
+            Option.some(learned === record.key ? raw : encodeRecord({ ...record, key: learned! }))
+          ))
+        )
         const hint = hashes.finish(id, size)
-        const result = yield* s.complete(id, record.state, size, plan, hint).pipe(
+        const result = yield* s.complete(id, record.state, size, plan, hint, onKey).pipe(
+          Effect.catchAll((e) => finishedEarlier(id, record, size, e)),
           Effect.onExit((exit) => {
             if (Exit.isSuccess(exit)) return Effect.void
             const e = Option.getOrUndefined(Cause.failureOption(exit.cause))

@@ -22,8 +22,10 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as NFS from "node:fs"
 import * as Path from "node:path"
+import type * as BinaryKey from "../../core/BinaryKey.js"
 import * as BlobLocator from "../../core/BlobLocator.js"
 import { BlobError, type ObjectStoreError, toPortError } from "../../core/Errors.js"
+import * as Hashing from "../../core/Hashing.js"
 import * as RangeSet from "../../core/RangeSet.js"
 import { BlobAssembly } from "../../ports/BlobAssembly.js"
 import { BlobStore } from "../../ports/BlobStore.js"
@@ -143,7 +145,20 @@ export const make = (options: Options): UploadStaging["Type"] => {
       )
     })
 
-  const complete: UploadStaging["Type"]["complete"] = (id, _state, size, plan, hint) =>
+  /** The key of the file's first `size` bytes, read back once (the whole content is hashed in order). */
+  const hashFile = (data: { readonly locator: BlobLocator.BlobLocator; readonly text: string }, size: number, algorithm: BinaryKey.HashAlgorithm) =>
+    Effect.gen(function*() {
+      const hasher = yield* Hashing.makeHasher(algorithm)
+      yield* objects.get(data.locator, { start: 0, end: size }).pipe(
+        Stream.mapError(fromError("complete", data.text)),
+        Stream.runForEachChunk((chunks) => Effect.sync(() => {
+          for (const c of chunks) hasher.update(c)
+        }))
+      )
+      return hasher.key()
+    })
+
+  const complete: UploadStaging["Type"]["complete"] = (id, _state, size, plan, hint, onKey) =>
     Effect.gen(function*() {
       const data = yield* dataOf("complete", id)
       const held = yield* Effect.tryPromise({ try: () => NFS.promises.stat(data.file), catch: fromError("complete", data.text) })
@@ -155,8 +170,13 @@ export const make = (options: Options): UploadStaging["Type"] => {
       if (held.size > size) {
         yield* Effect.tryPromise({ try: () => NFS.promises.truncate(data.file, size), catch: fromError("complete", data.text) })
       }
-      const known = hint !== undefined && hint.key.size === size ? hint.key : undefined
       if (Option.isSome(assembly)) {
+        // The key before the rename (hashed on the way in, or now in one read that assemble then
+        // skips), so that Uploads can record it and a complete retried after a crash can answer.
+        const known = hint !== undefined && hint.key.size === size
+          ? hint.key
+          : yield* hashFile(data, size, plan.expectedKey?.algorithm ?? plan.algorithm ?? "sha256")
+        if (onKey !== undefined) yield* onKey(known)
         return yield* assembly.value.assemble([{ locator: data.locator, key: known }], plan, known)
       }
       const result = yield* Stream.run(

@@ -12,6 +12,8 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
+import * as TestClock from "effect/TestClock"
 import * as Stream from "effect/Stream"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
@@ -19,11 +21,11 @@ import * as path from "node:path"
 import * as EmbeddedLayers from "../../../src/backends/embedded/EmbeddedLayers.js"
 import * as FsUploadStaging from "../../../src/backends/fs/FsUploadStaging.js"
 import { BinaryKey } from "../../../src/core/BinaryKey.js"
-import type { BlobError } from "../../../src/core/Errors.js"
+import { type BlobError, MetadataError } from "../../../src/core/Errors.js"
 import { BlobAssembly } from "../../../src/ports/BlobAssembly.js"
 import { BlobStore } from "../../../src/ports/BlobStore.js"
 import type { KeyValueStore } from "../../../src/ports/KeyValueStore.js"
-import type { RangeTracker } from "../../../src/ports/RangeTracker.js"
+import { RangeTracker } from "../../../src/ports/RangeTracker.js"
 import { MutableObjectStore } from "../../../src/ports/ObjectStore.js"
 import { UploadStaging } from "../../../src/ports/UploadStaging.js"
 import * as Uploads from "../../../src/runtime/Uploads.js"
@@ -35,13 +37,34 @@ const seg = 64 * 1024
 const home = tempDir("fs-upload-staging-")
 const layer = Uploads.layer().pipe(Layer.provideMerge(EmbeddedLayers.live({ home, uploadSegmentSize: seg })))
 const staged = stagedObjects("file", "blobs", "staging/uploads/")
-const dataFile = (id: string) => path.join(home, "blobs", "blobs", "staging", "uploads", id, FsUploadStaging.DATA)
+const dataFileIn = (home: string) => (id: string) => path.join(home, "blobs", "blobs", "staging", "uploads", id, FsUploadStaging.DATA)
+const dataFile = dataFileIn(home)
 
 const sha256Key = (bytes: Uint8Array): BinaryKey =>
   new BinaryKey({ algorithm: "sha256", digest: createHash("sha256").update(bytes).digest("hex"), size: bytes.length })
 
 const write = (id: string, bytes: Uint8Array, at: number) =>
   Effect.flatMap(Uploads.Uploads, (u) => u.write(id, at, chunked(bytes, { seed: at + 1, max: 20 * 1024 })))
+
+/** Set to make the RangeTracker's next `clear` fail: a complete stops right after its staging's work. */
+const failClear = Effect.runSync(Ref.make(false))
+const flakyRanges = Layer.effect(
+  RangeTracker,
+  Effect.map(RangeTracker, (ranges) => ({
+    ...ranges,
+    clear: (id: string) =>
+      Effect.flatMap(Ref.getAndSet(failClear, false), (fail) =>
+        fail ? Effect.fail(new MetadataError({ reason: "Unavailable", backend: "test", method: "clear", description: "clear failed" })) : ranges.clear(id))
+  }))
+)
+const crashHome = tempDir("fs-upload-staging-crash-")
+const flakyClearLayer = Uploads.layer().pipe(
+  Layer.provide(flakyRanges),
+  Layer.provideMerge(EmbeddedLayers.live({ home: crashHome, uploadSegmentSize: seg }))
+)
+
+const expectNotFound = <A, R>(effect: Effect.Effect<A, BlobError, R>) =>
+  Effect.map(Effect.flip(effect), (e) => expect(e.reason).toBe("NotFound"))
 
 describe("FsUploadStaging", () => {
   sharedLayer(layer, { excludeTestServices: true })("through Uploads on the embedded store", (it) => {
@@ -192,6 +215,32 @@ describe("FsUploadStaging", () => {
         Layer.provideMerge(EmbeddedLayers.live({ home: tempDir("fs-upload-staging-fsync-"), uploadSegmentSize: seg, fsync: true }))
       ))
     ))
+
+  it.effect("a complete that stopped after adopting the file (killed before its clean-up) is finished by the next one", () =>
+    Effect.gen(function*() {
+      const uploads = yield* Uploads.Uploads
+      const bytes = randomBytes(2 * seg + 7, 21)
+      const id = yield* uploads.begin({ size: bytes.length })
+      yield* write(id, bytes, 0)
+      expect(fs.statSync(dataFileIn(crashHome)(id)).size).toBe(bytes.length)
+      // The first complete adopts the file, then fails where a kill would have stopped it.
+      yield* Ref.set(failClear, true)
+      const error = yield* Effect.flip(uploads.complete(id))
+      expect(String((error as { message?: string }).message)).toContain("clear failed")
+      expect(fs.existsSync(dataFileIn(crashHome)(id))).toBe(false)
+      expect(Option.isSome(yield* (yield* BlobStore).stat(sha256Key(bytes)))).toBe(true)
+      // Within the lease the claim is respected, as it would be for a complete still running.
+      expect(((yield* Effect.flip(uploads.complete(id))) as BlobError).reason).toBe("Conflict")
+      // Past it, a new process (no in-memory hashes) completes it from the key the first one recorded.
+      // (it.effect runs on the TestClock: the upload began at its time.)
+      yield* TestClock.adjust("11 minutes")
+      const again = yield* (yield* Uploads.make()).complete(id)
+      expect(String(again.key)).toBe(String(sha256Key(bytes)))
+      expect(again.size).toBe(bytes.length)
+      expect(sameBytes(yield* collect((yield* BlobStore).get(again.key)), bytes)).toBe(true)
+      yield* expectNotFound(uploads.status(id))
+      expect(yield* staged(id)).toBe(0)
+    }).pipe(Effect.provide(flakyClearLayer)))
 
   it("a staging prefix is required when the BlobStore has no assembly", async () => {
     const objects = Layer.succeed(MutableObjectStore, {} as MutableObjectStore["Type"])
