@@ -39,6 +39,12 @@ const layer = Uploads.layer().pipe(Layer.provideMerge(EmbeddedLayers.live({ home
 const staged = stagedObjects("file", "blobs", "staging/uploads/")
 const dataFileIn = (home: string) => (id: string) => path.join(home, "blobs", "blobs", "staging", "uploads", id, FsUploadStaging.DATA)
 const dataFile = dataFileIn(home)
+/** Waits until the upload's file holds at least `bytes` (a writer in flight has written that far). */
+const untilFileHolds = (id: string, bytes: number) =>
+  Effect.iterate(0, {
+    while: (n) => n < bytes,
+    body: () => Effect.zipRight(Effect.sleep("5 millis"), Effect.sync(() => fs.statSync(dataFile(id)).size))
+  })
 
 const sha256Key = (bytes: Uint8Array): BinaryKey =>
   new BinaryKey({ algorithm: "sha256", digest: createHash("sha256").update(bytes).digest("hex"), size: bytes.length })
@@ -100,10 +106,7 @@ describe("FsUploadStaging", () => {
         yield* write(id, bytes.subarray(0, seg), 0)
         const hanging = Stream.concat(Stream.make(bytes.subarray(seg, seg + seg / 2)), Stream.never)
         const fiber = yield* Effect.fork(uploads.write(id, seg, hanging))
-        yield* Effect.iterate(0, {
-          while: (n) => n < seg + seg / 2,
-          body: () => Effect.zipRight(Effect.sleep("5 millis"), Effect.sync(() => fs.statSync(dataFile(id)).size))
-        })
+        yield* untilFileHolds(id, seg + seg / 2)
         yield* Fiber.interrupt(fiber)
         expect(fs.statSync(dataFile(id)).size).toBe(seg + seg / 2)
         const result = yield* uploads.complete(id)
@@ -138,10 +141,7 @@ describe("FsUploadStaging", () => {
           Stream.make(bytes.subarray(seg, seg + seg / 2)),
           Stream.fromEffect(Effect.as(Deferred.await(resume), bytes.subarray(seg + seg / 2)))
         )))
-        yield* Effect.iterate(0, {
-          while: (n) => n < seg + seg / 2,
-          body: () => Effect.zipRight(Effect.sleep("5 millis"), Effect.sync(() => fs.statSync(dataFile(id)).size))
-        })
+        yield* untilFileHolds(id, seg + seg / 2)
         yield* uploads.write(id, seg, Stream.make(other))
         yield* Deferred.succeed(resume, undefined)
         yield* Fiber.join(a)
