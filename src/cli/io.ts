@@ -15,6 +15,7 @@ import { randomBytes } from "node:crypto"
 import { fstatSync } from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
+import * as Lending from "../core/Lending.js"
 import { ExitCode, fail, type CliFailure } from "./exitCodes.js"
 
 /** Bytes per read: large enough that per-chunk overhead vanishes next to hashing. */
@@ -63,15 +64,24 @@ export const fileInput = (file: string): Effect.Effect<Input, CliFailure, Scope.
     )
     const stat = yield* Effect.tryPromise({ try: () => handle.stat(), catch: (e) => fileFailure("read", file, e) })
     if (stat.isDirectory()) return yield* fail(ExitCode.Usage, `cannot read ${file}: it is a directory`)
-    const next = Effect.tryPromise({
-      // A fresh buffer per read: downstream stages may still hold the previous one.
-      try: () => handle.read(Buffer.allocUnsafe(READ_CHUNK_BYTES), 0, READ_CHUNK_BYTES, null),
-      catch: (e) => Option.some(fileFailure("read", file, e))
-    }).pipe(
-      Effect.flatMap(({ buffer, bytesRead }) =>
-        bytesRead === 0 ? Effect.fail(Option.none()) : Effect.succeed(buffer.subarray(0, bytesRead) as Uint8Array)
+    // Chunks are lent (see Lending): a store that writes them to disk gives each back once written,
+    // and the next read reuses it instead of allocating; a stage that keeps a chunk simply keeps it.
+    const pool = new Lending.Pool(READ_CHUNK_BYTES)
+    const next = Effect.suspend(() => {
+      const buffer = pool.take()
+      return Effect.tryPromise({
+        try: () => handle.read(buffer, 0, READ_CHUNK_BYTES, null),
+        catch: (e) => Option.some(fileFailure("read", file, e))
+      }).pipe(
+        Effect.flatMap(({ bytesRead }) => {
+          if (bytesRead > 0) {
+            return Effect.succeed(pool.lend(buffer, bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead)))
+          }
+          pool.restore(buffer)
+          return Effect.fail(Option.none())
+        })
       )
-    )
+    })
     const stream = Stream.repeatEffectOption(next).pipe(Stream.buffer({ capacity: READ_AHEAD }))
     // Pipes and devices report size 0: only a regular file's size is known.
     return { stream, size: stat.isFile() ? Option.some(stat.size) : Option.none(), name: file }
@@ -132,8 +142,11 @@ export const writeFileAtomically = <E, R>(
             Stream.buffer(stream, { capacity: 1 }),
             0,
             (n, chunk) =>
-              Effect.tryPromise({ try: () => writeAll(handle, chunk), catch: (e) => fileFailure("write", target, e) })
-                .pipe(Effect.as(n + chunk.length))
+              Effect.tryPromise({
+                // Written: a lent chunk goes back to the store's reader (see Lending).
+                try: () => writeAll(handle, chunk).then(() => Lending.giveBack(chunk)),
+                catch: (e) => fileFailure("write", target, e)
+              }).pipe(Effect.as(n + chunk.length))
           )
           yield* Effect.tryPromise({ try: () => handle.close(), catch: (e) => fileFailure("write", target, e) })
           yield* Effect.tryPromise({ try: () => fsp.rename(temp, absolute), catch: (e) => fileFailure("write", target, e) })

@@ -48,6 +48,7 @@ import * as Path from "node:path"
 import * as BlobLocator from "../../core/BlobLocator.js"
 import { type InvalidValue, ObjectStoreError, toPortError } from "../../core/Errors.js"
 import * as KvKey from "../../core/KvKey.js"
+import * as Lending from "../../core/Lending.js"
 import type { ObjectStat, PutOptions } from "../../core/Models.js"
 import { resolveRange } from "../../core/RangeSet.js"
 import { ObjectCopied, ObjectDeleted, ObjectWritten, UploadAborted } from "../../ports/BackendEvents.js"
@@ -231,17 +232,25 @@ export const make = (
           const size = Number(info.size)
           const [start, end] = yield* Either.mapLeft(resolveRange(range, size), invalid("get"))
           if (start > 0) yield* file.seek(start, "start")
-          return Stream.unfoldChunkEffect(end - start, (left) =>
-            left <= 0
-              ? Effect.succeed(Option.none())
-              : file.readAlloc(Math.min(READ_CHUNK, left)).pipe(
-                Effect.mapError(fromFileSystem("get", t.key)),
-                Effect.flatMap(Option.match({
-                  onNone: () =>
-                    Effect.fail(fsError("get", "Corrupted", `${t.key} ended ${left} bytes early (changed in place?)`)),
-                  onSome: (buf) => Effect.succeed(Option.some([Chunk.of(buf), left - buf.length] as const))
-                }))
-              )).pipe(
+          // Chunks are lent (see Lending): a consumer that writes them out gives each back for the next read.
+          const pool = new Lending.Pool(Math.min(READ_CHUNK, Math.max(1, end - start)))
+          return Stream.unfoldChunkEffect(end - start, (left) => {
+            if (left <= 0) return Effect.succeed(Option.none())
+            const buffer = pool.take()
+            const want = Math.min(buffer.length, left)
+            return file.read(want === buffer.length ? buffer : buffer.subarray(0, want)).pipe(
+              Effect.mapError(fromFileSystem("get", t.key)),
+              Effect.flatMap((size) => {
+                const n = Number(size)
+                if (n === 0) {
+                  pool.restore(buffer)
+                  return Effect.fail(fsError("get", "Corrupted", `${t.key} ended ${left} bytes early (changed in place?)`))
+                }
+                const chunk = pool.lend(buffer, n === buffer.length ? buffer : buffer.subarray(0, n))
+                return Effect.succeed(Option.some([Chunk.of(chunk), left - n] as const))
+              })
+            )
+          }).pipe(
                 // Two reads ahead of the consumer, so the disk works while the caller hashes or sends.
                 Stream.buffer({ capacity: READ_AHEAD })
               )

@@ -3,11 +3,14 @@
  * staging: positioned writes (no shared file position, so writers of
  * different ranges of one file never disturb each other), small chunks
  * gathered into one call, and one write kept in flight behind the caller.
+ * Writes are the last holders of the chunks they are given: a lent chunk
+ * (see Lending) goes back to its reader once written.
  */
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as NFS from "node:fs"
 import * as Path from "node:path"
+import * as Lending from "../../core/Lending.js"
 
 /** Small writes are gathered into one write call up to this size. */
 export const GATHER_BYTES = 1024 * 1024
@@ -66,7 +69,8 @@ export const writeBehind = (fd: number, start: number) => {
   return {
     write: async (bytes: Uint8Array): Promise<void> => {
       await inflight
-      inflight = writeAt(fd, bytes, at)
+      // Written: a lent chunk goes back to its reader (see Lending); a failed write keeps it.
+      inflight = writeAt(fd, bytes, at).then(() => Lending.giveBack(bytes))
       at += bytes.length
       // Observed by the next write or by drain; this only keeps it from being "unhandled".
       inflight.catch(() => undefined)
