@@ -7,6 +7,7 @@
  *   put  vs  read + hash + write (one process, serial: what a put must do at least)
  *   put  vs  a plain file copy (fs.copyFile)
  *   get  vs  read + hash, and vs a plain read
+ *   `graviton put` vs `openssl dgst` on the same file (both whole processes)
  *
  * for both layouts (monolithic, chunked). Each `graviton` run is a child
  * process with a fresh home (put) or a prepared one (get), so its figure
@@ -14,13 +15,17 @@
  * process (`inprocess`) to separate start-up from throughput. Peak RSS is
  * measured on separate CLI processes (GNU time).
  *
- * Sizes: 1 GiB (BENCH_QUICK=1: 64 MiB). BENCH_HUGE=1 adds a 4 GiB RSS check.
+ * Every timed run starts with no dirty pages (`sync`), so the writeback of
+ * the previous run does not land on it.
+ *
+ * Sizes: 1 GiB (BENCH_QUICK=1: 64 MiB). BENCH_HUGE=1 adds 4 GiB: peak RSS,
+ * and the CLI's throughput once its fixed start-up is spread over 4x the bytes.
  * BENCH_LAYOUTS=monolithic limits the layouts; BENCH_ALGORITHM=blake3 switches the hash.
  */
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import { createBLAKE3 } from "hash-wasm"
-import { spawn } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
@@ -85,13 +90,19 @@ const readFile = async (file: string, hash: boolean, copyTo?: string): Promise<s
   return hasher?.digest() ?? ""
 }
 
-const mbps = (run: () => Promise<unknown>) => async () => Bench.mbps(size, await Bench.time(run))
+/** Times `run` after flushing dirty pages, so earlier writes are not paid for by this run. */
+const timed = (run: () => Promise<unknown>): Promise<number> => {
+  spawnSync("sync")
+  return Bench.time(run)
+}
+
+const mbps = (run: () => Promise<unknown>) => async () => Bench.mbps(size, await timed(run))
 
 const hashOnly = mbps(() => readFile(input, true))
 const readOnly = mbps(() => readFile(input, false))
 const hashAndWrite = async () => {
   const target = path.join(work, "written.bin")
-  const figure = Bench.mbps(size, await Bench.time(() => readFile(input, true, target)))
+  const figure = Bench.mbps(size, await timed(() => readFile(input, true, target)))
   await fsp.rm(target)
   return figure
 }
@@ -133,21 +144,34 @@ const freshHome = () => fs.mkdtempSync(path.join(work, "home-"))
 
 const layoutEnv = (layout: string, home: string) => ({ GRAVITON_HOME: home, GRAVITON_LAYOUT: layout })
 
-/** `graviton put` in a child process with a fresh home; MB/s over the whole process lifetime. */
-const putCli = (layout: string) => async () => {
+/** `graviton put` of `file` in a child process with a fresh home; MB/s over the whole process lifetime. */
+const putCli = (layout: string, file = input, bytes = size) => async () => {
   const home = freshHome()
-  const seconds = await Bench.time(() => cliOk(["put", input, "--algorithm", algorithm], layoutEnv(layout, home)))
+  const seconds = await timed(() => cliOk(["put", file, "--algorithm", algorithm], layoutEnv(layout, home)))
   await fsp.rm(home, { recursive: true, force: true })
-  return Bench.mbps(size, seconds)
+  return Bench.mbps(bytes, seconds)
 }
 
 /** `graviton get -o` in a child process from a prepared home. */
-const getCli = (layout: string, home: string, key: string) => async () => {
+const getCli = (layout: string, home: string, key: string, bytes = size) => async () => {
   const target = path.join(work, "out.bin")
-  const seconds = await Bench.time(() => cliOk(["get", key, "-o", target], layoutEnv(layout, home)))
+  const seconds = await timed(() => cliOk(["get", key, "-o", target], layoutEnv(layout, home)))
   await fsp.rm(target, { force: true })
-  return Bench.mbps(size, seconds)
+  return Bench.mbps(bytes, seconds)
 }
+
+/** `openssl dgst` hashing the file in its own process: the command-line peer of `graviton put`. */
+const opensslAvailable = algorithm === "sha256" && spawnSync("openssl", ["version"]).status === 0
+const opensslHash = mbps(() =>
+  new Promise<void>((resolve, reject) => {
+    const child = spawn("openssl", ["dgst", "-sha256", input], { stdio: "ignore" })
+    child.on("error", reject)
+    child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`openssl exited ${code}`))))
+  })
+)
+
+/** Read + hash of `file` in this process (the ceiling), for sizes other than the main one. */
+const hashOnlyOf = (file: string, bytes: number) => async () => Bench.mbps(bytes, await timed(() => readFile(file, true)))
 
 // ---------------------------------------------------------------- in process
 
@@ -157,6 +181,7 @@ const settings = (layout: "monolithic" | "chunked", home: string) =>
 /** The CLI's put pipeline (file source → BlobStore.put) in this process; only the transfer is timed. */
 const putInProcess = (layout: "monolithic" | "chunked") => async () => {
   const home = freshHome()
+  spawnSync("sync")
   const seconds = await Effect.runPromise(
     Effect.scoped(Effect.gen(function*() {
       const store = yield* BlobStore
@@ -173,6 +198,7 @@ const putInProcess = (layout: "monolithic" | "chunked") => async () => {
 /** The CLI's `get -o` pipeline (verified BlobStore.get → temp file → rename) in this process. */
 const getInProcess = (layout: "monolithic" | "chunked", home: string, key: BinaryKey.BinaryKey) => async () => {
   const target = path.join(work, "out.bin")
+  spawnSync("sync")
   const seconds = await Effect.runPromise(
     Effect.gen(function*() {
       const store = yield* BlobStore
@@ -212,6 +238,19 @@ try {
       ours: putCli(layout),
       baseline: hashOnly
     })
+    if (opensslAvailable) {
+      await Bench.compare({
+        name: name("put.cli.vs-openssl"),
+        unit: "MB/s",
+        baselineName: "openssl dgst -sha256 (a process)",
+        higherIsBetter: true,
+        runs,
+        ours: putCli(layout),
+        baseline: opensslHash
+      })
+    } else {
+      console.log("  skipped put.cli.vs-openssl: needs sha256 and an openssl command on PATH")
+    }
     await Bench.compare({
       name: name("put.inprocess"),
       unit: "MB/s",
@@ -285,14 +324,35 @@ try {
   }
 
   if (process.env.BENCH_HUGE === "1") {
-    // Memory must not grow with the blob: one 4 GiB put and get per layout, RSS only.
+    // Memory must not grow with the blob; and with 4x the bytes the CLI's start-up weighs a quarter as much.
+    const hugeSize = 4096 * MiB
     const huge = path.join(work, "huge.bin")
-    generate(huge, 4096 * MiB)
+    generate(huge, hugeSize)
     for (const layout of layouts) {
       const home = freshHome()
       const putRss = await Bench.peakRssMiB(process.execPath, [bin, "put", huge], layoutEnv(layout, home))
       Bench.single(`ingest.put.cli.peakRss.${layout}.${algorithm}.4096MiB`, "MiB", putRss)
       const key = JSON.parse((await cliOk(["ls", "--json"], layoutEnv(layout, home))).stdout.trim()).key
+      await Bench.compare({
+        name: `ingest.put.cli.${layout}.${algorithm}.4096MiB`,
+        unit: "MB/s",
+        baselineName: `read + ${algorithm} (one process)`,
+        higherIsBetter: true,
+        runs: 3,
+        noWarmup: true,
+        ours: putCli(layout, huge, hugeSize),
+        baseline: hashOnlyOf(huge, hugeSize)
+      })
+      await Bench.compare({
+        name: `ingest.get.cli.${layout}.${algorithm}.4096MiB`,
+        unit: "MB/s",
+        baselineName: `read + ${algorithm} (one process)`,
+        higherIsBetter: true,
+        runs: 3,
+        noWarmup: true,
+        ours: getCli(layout, home, key, hugeSize),
+        baseline: hashOnlyOf(huge, hugeSize)
+      })
       const target = path.join(work, "huge-out.bin")
       const getRss = await Bench.peakRssMiB(process.execPath, [bin, "get", key, "-o", target], layoutEnv(layout, home))
       Bench.single(`ingest.get.cli.peakRss.${layout}.${algorithm}.4096MiB`, "MiB", getRss)
