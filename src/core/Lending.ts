@@ -23,9 +23,9 @@
  *   downstream may give it back while the stage still reads it. Hashing,
  *   counting and cutting with `subarray` are fine.
  *
- * In this code base the givers are the fs writes (`files.writeBehind`) and
- * the CLI's file output; the lenders are the CLI's file input and the fs
- * object store's reads.
+ * In this code base the givers are the fs writes (`files.writeBehind`), the
+ * CLI's file output and `verify` (which only hashes); the lenders are the
+ * CLI's file input and the fs object store's reads.
  */
 
 interface Loan {

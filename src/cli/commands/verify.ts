@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as BinaryKey from "../../core/BinaryKey.js"
+import * as Lending from "../../core/Lending.js"
 import type { BlobError } from "../../core/Errors.js"
 import type { BlobStat } from "../../core/Models.js"
 import { BlobStore } from "../../ports/BlobStore.js"
@@ -34,7 +35,12 @@ const check = (stat: BlobStat): Effect.Effect<Option.Option<Bad>, BlobError, Blo
     Effect.gen(function*() {
       const store = yield* BlobStore
       const progress = yield* Progress.make("verify", Option.some(stat.size))
-      return yield* Stream.runDrain(progress.track(store.get(stat.key))).pipe(
+      // The store hashed each chunk before emitting it: nothing needs it any more (see Lending).
+      const consumed = Stream.runForEachChunk(progress.track(store.get(stat.key)), (chunks) =>
+        Effect.sync(() => {
+          for (const c of chunks) Lending.giveBack(c)
+        }))
+      return yield* consumed.pipe(
         Effect.as(Option.none<Bad>()),
         Effect.catchIf(
           (e) => e.reason === "Corrupted" || e.reason === "NotFound",
