@@ -19,9 +19,10 @@
  * - Only the exact chunk object the lender emitted is recognised; slices
  *   (`subarray`), copies and joined buffers are not lent and never reused.
  * - A stage that keeps a chunk after passing the same object on (a tee, a
- *   replay buffer) must pass on a copy instead, because the consumer
- *   downstream may give it back while the stage still reads it. Hashing,
- *   counting and cutting with `subarray` are fine.
+ *   replay buffer, bytes kept to hash later) must `detach` it first (or
+ *   pass on a copy), because the consumer downstream may give it back while
+ *   the stage still reads it. Hashing, counting and cutting with `subarray`
+ *   as the chunk goes by are fine.
  *
  * In this code base the givers are the fs writes (`files.writeBehind`), the
  * CLI's file output and `verify` (which only hashes); the lenders are the
@@ -83,4 +84,12 @@ export const giveBack = (chunk: Uint8Array): void => {
   if (loan === undefined) return
   loans.delete(chunk)
   loan.pool.restore(loan.buffer)
+}
+
+/**
+ * Ends the loan of `chunk` without returning its buffer: nobody downstream
+ * can give it back any more, so a stage may keep it as long as it likes.
+ */
+export const detach = (chunk: Uint8Array): void => {
+  loans.delete(chunk)
 }

@@ -59,6 +59,7 @@ import * as BinaryKey from "../core/BinaryKey.js"
 import type * as BlobLocator from "../core/BlobLocator.js"
 import { BlobError, type MetadataError, toPortError } from "../core/Errors.js"
 import * as Hashing from "../core/Hashing.js"
+import * as Lending from "../core/Lending.js"
 import type { BlobWritePlan, BlobWriteResult } from "../core/Models.js"
 import * as RangeSet from "../core/RangeSet.js"
 import { UploadAborted } from "../ports/BackendEvents.js"
@@ -460,6 +461,8 @@ export const make = (
             ? segmentBytes(limit)
             : Stream.mapChunks(segmentBytes(limit), (chunks) => {
               for (const c of chunks) {
+                // Kept past the write, which would otherwise give a lent chunk back (see Lending).
+                Lending.detach(c)
                 kept.push(c)
                 keptBytes += c.length
               }

@@ -9,14 +9,17 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as NFS from "node:fs"
 import * as Path from "node:path"
+import * as EmbeddedLayers from "../../src/backends/embedded/EmbeddedLayers.js"
 import * as Hashing from "../../src/core/Hashing.js"
 import * as Lending from "../../src/core/Lending.js"
 import * as Io from "../../src/cli/io.js"
 import { BlobStore } from "../../src/ports/BlobStore.js"
 import * as CasBlobStore from "../../src/runtime/CasBlobStore.js"
+import * as Uploads from "../../src/runtime/Uploads.js"
 import { collect, KiB, randomBytes, sameBytes } from "../conformance/bytes.js"
 import { embedded, tempDir } from "../cas/fixtures.js"
 
@@ -110,4 +113,18 @@ describe("Lending", () => {
       yield* Io.writeFileAtomically(out, store.get(result.key))
       expect(sameBytes(NFS.readFileSync(out), bytes)).toBe(true)
     }).pipe(Effect.provide(embedded(tempDir("graviton-lending-home-")))))
+
+  it.effect("an upload that keeps chunks to hash later detaches them, so the staging's writes do not give them back", () =>
+    Effect.gen(function*() {
+      const uploads = yield* Uploads.Uploads
+      const bytes = randomBytes(5 * 64 * KiB + 99, 14)
+      const pool = new Lending.Pool(16 * KiB, true)
+      const id = yield* uploads.begin({ size: bytes.length })
+      yield* uploads.write(id, 0, lentStream(bytes, pool))
+      const result = yield* uploads.complete(id)
+      expect(result.key.digest).toBe((yield* Hashing.hashBytes("sha256", bytes)).digest)
+      expect(sameBytes(yield* collect((yield* BlobStore).get(result.key)), bytes)).toBe(true)
+    }).pipe(Effect.provide(
+      Uploads.layer().pipe(Layer.provideMerge(EmbeddedLayers.live({ home: tempDir("graviton-lending-upload-"), uploadSegmentSize: 64 * KiB })))
+    )))
 })

@@ -15,6 +15,7 @@ import * as Stream from "effect/Stream"
 import * as fsp from "node:fs/promises"
 import * as BinaryKey from "../../core/BinaryKey.js"
 import * as BlobLocator from "../../core/BlobLocator.js"
+import * as Lending from "../../core/Lending.js"
 import * as RangeSet from "../../core/RangeSet.js"
 import { Uploads } from "../../runtime/Uploads.js"
 import { type CliFailure, ExitCode, fail } from "../exitCodes.js"
@@ -70,26 +71,35 @@ const throttle = (rate: number) => {
 /** Bytes per read from the file. */
 const READ_BYTES = 1024 * 1024
 
-/** Streams `[start, end)` of an open file. */
-export const readRange = (handle: fsp.FileHandle, name: string, start: number, end: number): Stream.Stream<Uint8Array, CliFailure> => {
-  let position = start
-  return Stream.repeatEffectOption(
-    Effect.suspend(() => {
-      if (position >= end) return Effect.fail(Option.none())
-      const length = Math.min(READ_BYTES, end - position)
-      return Effect.tryPromise({
-        try: () => handle.read(Buffer.allocUnsafe(length), 0, length, position),
-        catch: (e) => Option.some(fileFailure("read", name, e))
-      }).pipe(
-        Effect.flatMap(({ bytesRead, buffer }) => {
-          if (bytesRead === 0) return Effect.fail(Option.some(fail(ExitCode.Usage, `${name} became shorter while it was uploaded`)))
-          position += bytesRead
-          return Effect.succeed(new Uint8Array(buffer.buffer, buffer.byteOffset, bytesRead))
-        })
-      )
-    })
-  )
-}
+/**
+ * Streams `[start, end)` of an open file. Chunks are lent (see Lending): a
+ * staging that writes them to disk gives each back for the next read.
+ */
+export const readRange = (handle: fsp.FileHandle, name: string, start: number, end: number): Stream.Stream<Uint8Array, CliFailure> =>
+  Stream.suspend(() => {
+    let position = start
+    const pool = new Lending.Pool(READ_BYTES)
+    return Stream.repeatEffectOption(
+      Effect.suspend(() => {
+        if (position >= end) return Effect.fail(Option.none())
+        const buffer = pool.take()
+        const length = Math.min(buffer.length, end - position)
+        return Effect.tryPromise({
+          try: () => handle.read(buffer, 0, length, position),
+          catch: (e) => Option.some(fileFailure("read", name, e))
+        }).pipe(
+          Effect.flatMap(({ bytesRead }) => {
+            if (bytesRead === 0) {
+              pool.restore(buffer)
+              return Effect.fail(Option.some(fail(ExitCode.Usage, `${name} became shorter while it was uploaded`)))
+            }
+            position += bytesRead
+            return Effect.succeed(pool.lend(buffer, bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead)))
+          })
+        )
+      })
+    )
+  })
 
 /** Cuts ranges at multiples of `segment`, so that each span is one segment of the store. */
 export const spansToSend = (missing: RangeSet.RangeSet, segment: number): ReadonlyArray<RangeSet.Span> => {
