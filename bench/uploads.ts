@@ -27,7 +27,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as EmbeddedLayers from "../src/backends/embedded/EmbeddedLayers.js"
-import { readRange, spansToSend } from "../src/cli/commands/upload.js"
+import { readPool, readRange, spansToSend } from "../src/cli/commands/upload.js"
 import * as Io from "../src/cli/io.js"
 import * as RangeSet from "../src/core/RangeSet.js"
 import { BlobStore } from "../src/ports/BlobStore.js"
@@ -60,9 +60,10 @@ const viaUploads = Effect.gen(function*() {
   try {
     const id = yield* uploads.begin({ size })
     const status = yield* uploads.status(id)
+    const pool = readPool(PARALLEL, status.segmentSize)
     yield* Effect.forEach(
       spansToSend(RangeSet.missing(RangeSet.empty, size), status.segmentSize),
-      (span) => uploads.write(id, span.start, readRange(handle, input, span.start, span.end)),
+      (span) => uploads.write(id, span.start, readRange(handle, input, span.start, span.end, pool)),
       { concurrency: PARALLEL, discard: true }
     )
     return yield* uploads.complete(id)

@@ -19,10 +19,11 @@
  * - Only the exact chunk object the lender emitted is recognised; slices
  *   (`subarray`), copies and joined buffers are not lent and never reused.
  * - A stage that keeps a chunk after passing the same object on (a tee, a
- *   replay buffer, bytes kept to hash later) must `detach` it first (or
- *   pass on a copy), because the consumer downstream may give it back while
- *   the stage still reads it. Hashing, counting and cutting with `subarray`
- *   as the chunk goes by are fine.
+ *   replay buffer, bytes kept to hash later) must `retain` it first (or pass
+ *   on a copy), because the consumer downstream may give it back while the
+ *   stage still reads it. The buffer then returns to its pool only once
+ *   every holder has given it back. Hashing, counting and cutting with
+ *   `subarray` as the chunk goes by need nothing.
  *
  * In this code base the givers are the fs writes (`files.writeBehind`), the
  * CLI's file output and `verify` (which only hashes); the lenders are the
@@ -32,21 +33,35 @@
 interface Loan {
   readonly pool: Pool
   readonly buffer: Buffer
+  /** Holders that have yet to give the chunk back. */
+  holds: number
 }
 
 /** Chunk object → the buffer it views and the pool it returns to. */
 const loans = new WeakMap<Uint8Array, Loan>()
 
-/** Free buffers kept per pool beyond those in use: enough for the reads in flight. */
+/** Free buffers a pool keeps by default: enough for one stream's reads in flight. */
 const KEEP = 8
 
-/** Buffers of one size, reused once given back. One pool per stream; it is garbage with the stream. */
+export interface PoolOptions {
+  /** Free buffers kept for reuse (default 8); more are left to the GC. Cover every chunk held at once. */
+  readonly keep?: number | undefined
+  /** Tests only: overwrite each given-back buffer, so a premature give-back corrupts visibly. */
+  readonly poison?: boolean | undefined
+}
+
+/** Buffers of one size, reused once given back. One pool per stream (or per transfer); it is garbage with it. */
 export class Pool {
   private readonly free: Array<Buffer> = []
   private fresh = 0
 
-  /** `poison` (tests only) overwrites each given-back buffer, so a premature give-back corrupts visibly. */
-  constructor(readonly size: number, private readonly poison = false) {}
+  private readonly keep: number
+  private readonly poison: boolean
+
+  constructor(readonly size: number, options: PoolOptions = {}) {
+    this.keep = options.keep ?? KEEP
+    this.poison = options.poison ?? false
+  }
 
   /** A buffer of `size` bytes to read into: a given-back one when there is one. */
   take(): Buffer {
@@ -63,33 +78,36 @@ export class Pool {
 
   /** Marks `chunk` (a view of `buffer`, from `take`) as lent, and returns it. */
   lend(buffer: Buffer, chunk: Uint8Array): Uint8Array {
-    loans.set(chunk, { pool: this, buffer })
+    loans.set(chunk, { pool: this, buffer, holds: 1 })
     return chunk
   }
 
   /** Returns a buffer that was never lent (a read that ended the input). */
   restore(buffer: Buffer): void {
     if (this.poison) buffer.fill(0xa5)
-    if (this.free.length < KEEP) this.free.push(buffer)
+    if (this.free.length < this.keep) this.free.push(buffer)
   }
 }
 
 /**
- * Gives `chunk` back to the pool that lent it; does nothing for a chunk that
- * was not lent. Call it only as the last holder, once the bytes are no longer
- * needed (see the contract above), and at most once.
+ * Gives `chunk` back, once its bytes are no longer needed; the buffer
+ * returns to the pool that lent it when every holder has done so. Does
+ * nothing for a chunk that was not lent. At most once per holder.
  */
 export const giveBack = (chunk: Uint8Array): void => {
   const loan = loans.get(chunk)
   if (loan === undefined) return
+  if (--loan.holds > 0) return
   loans.delete(chunk)
   loan.pool.restore(loan.buffer)
 }
 
 /**
- * Ends the loan of `chunk` without returning its buffer: nobody downstream
- * can give it back any more, so a stage may keep it as long as it likes.
+ * Adds a holder of `chunk` (a stage that keeps it after passing it on): the
+ * buffer is reused only after this holder gives it back too. A holder that
+ * never does simply leaves the buffer to the garbage collector.
  */
-export const detach = (chunk: Uint8Array): void => {
-  loans.delete(chunk)
+export const retain = (chunk: Uint8Array): void => {
+  const loan = loans.get(chunk)
+  if (loan !== undefined) loan.holds++
 }

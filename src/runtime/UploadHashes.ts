@@ -20,6 +20,7 @@
  */
 import type * as BinaryKey from "../core/BinaryKey.js"
 import type * as Hashing from "../core/Hashing.js"
+import * as Lending from "../core/Lending.js"
 import * as RangeSet from "../core/RangeSet.js"
 import type { CompleteHint } from "../ports/UploadStaging.js"
 
@@ -68,10 +69,21 @@ export const make = (): UploadHashes => {
   const tracked = new Map<string, Tracked>()
   let pendingBytes = 0
 
+  /** Hashes landed bytes into the whole; they are not needed after that (lent chunks go back, see Lending). */
+  const hashInto = (t: Tracked, bytes: ReadonlyArray<Uint8Array>) => {
+    for (const b of bytes) {
+      t.whole.update(b)
+      Lending.giveBack(b)
+    }
+  }
+
   const forget = (id: string) => {
     const t = tracked.get(id)
     if (t === undefined) return
-    for (const p of t.pending.values()) pendingBytes -= p.size
+    for (const p of t.pending.values()) {
+      pendingBytes -= p.size
+      for (const b of p.bytes) Lending.giveBack(b)
+    }
     tracked.delete(id)
   }
 
@@ -79,7 +91,7 @@ export const make = (): UploadHashes => {
     for (let next = t.pending.get(t.frontier); next !== undefined; next = t.pending.get(t.frontier)) {
       t.pending.delete(t.frontier)
       pendingBytes -= next.size
-      for (const b of next.bytes) t.whole.update(b)
+      hashInto(t, next.bytes)
       t.frontier = next.end
     }
   }
@@ -123,13 +135,16 @@ export const make = (): UploadHashes => {
         return
       }
       if (span.start === t.frontier) {
-        for (const b of bytes) t.whole.update(b)
+        hashInto(t, bytes)
         t.frontier = span.end
         drain(t)
         return
       }
       const previous = t.pending.get(span.start)
-      if (previous !== undefined) pendingBytes -= previous.size
+      if (previous !== undefined) {
+        pendingBytes -= previous.size
+        for (const b of previous.bytes) Lending.giveBack(b)
+      }
       if (pendingBytes + span.length > MAX_PENDING_BYTES) {
         forget(id)
         return

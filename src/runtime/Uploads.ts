@@ -461,8 +461,8 @@ export const make = (
             ? segmentBytes(limit)
             : Stream.mapChunks(segmentBytes(limit), (chunks) => {
               for (const c of chunks) {
-                // Kept past the write, which would otherwise give a lent chunk back (see Lending).
-                Lending.detach(c)
+                // Kept past the write, which gives a lent chunk back: UploadHashes gives it back once hashed (see Lending).
+                Lending.retain(c)
                 kept.push(c)
                 keptBytes += c.length
               }

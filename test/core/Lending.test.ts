@@ -62,8 +62,20 @@ describe("Lending", () => {
     expect(pool.take()).not.toBe(a)
   })
 
+  it("a retained chunk returns to its pool only when every holder has given it back", () => {
+    const pool = new Lending.Pool(16)
+    const a = pool.take()
+    const chunk = pool.lend(a, a)
+    Lending.retain(chunk)
+    Lending.giveBack(chunk)
+    expect(pool.take()).not.toBe(a)
+    Lending.giveBack(chunk)
+    expect(pool.take()).toBe(a)
+    Lending.retain(new Uint8Array(4)) // not lent: nothing to hold
+  })
+
   it("a poisoning pool overwrites what is given back", () => {
-    const pool = new Lending.Pool(4, true)
+    const pool = new Lending.Pool(4, { poison: true })
     const a = pool.take().fill(1)
     Lending.giveBack(pool.lend(a, a))
     expect(Array.from(pool.take())).toEqual([0xa5, 0xa5, 0xa5, 0xa5])
@@ -73,7 +85,7 @@ describe("Lending", () => {
     it.effect(`a ${layout} put over fs + LevelDB gives chunks back only once written`, () =>
       Effect.gen(function*() {
         const bytes = randomBytes(3 * 1024 * KiB + 123, 11)
-        const pool = new Lending.Pool(64 * KiB, true)
+        const pool = new Lending.Pool(64 * KiB, { poison: true })
         const store = yield* BlobStore
         const result = yield* Stream.run(lentStream(bytes, pool), store.put())
         expect(result.key.digest).toBe((yield* Hashing.hashBytes("sha256", bytes)).digest)
@@ -90,7 +102,7 @@ describe("Lending", () => {
   it.effect("the CLI's file output gives chunks back only once written", () =>
     Effect.gen(function*() {
       const bytes = randomBytes(2 * 1024 * KiB + 7, 12)
-      const pool = new Lending.Pool(64 * KiB, true)
+      const pool = new Lending.Pool(64 * KiB, { poison: true })
       const target = Path.join(tempDir("graviton-lending-out-"), "out.bin")
       const written = yield* Io.writeFileAtomically(target, lentStream(bytes, pool))
       expect(written).toBe(bytes.length)
@@ -114,16 +126,18 @@ describe("Lending", () => {
       expect(sameBytes(NFS.readFileSync(out), bytes)).toBe(true)
     }).pipe(Effect.provide(embedded(tempDir("graviton-lending-home-")))))
 
-  it.effect("an upload that keeps chunks to hash later detaches them, so the staging's writes do not give them back", () =>
+  it.effect("an upload that keeps chunks to hash after the write retains them, and gives them back once hashed", () =>
     Effect.gen(function*() {
       const uploads = yield* Uploads.Uploads
       const bytes = randomBytes(5 * 64 * KiB + 99, 14)
-      const pool = new Lending.Pool(16 * KiB, true)
+      const pool = new Lending.Pool(16 * KiB, { poison: true })
       const id = yield* uploads.begin({ size: bytes.length })
       yield* uploads.write(id, 0, lentStream(bytes, pool))
       const result = yield* uploads.complete(id)
       expect(result.key.digest).toBe((yield* Hashing.hashBytes("sha256", bytes)).digest)
       expect(sameBytes(yield* collect((yield* BlobStore).get(result.key)), bytes)).toBe(true)
+      // 21 chunks; each segment's four came back once the segment was written and hashed.
+      expect(pool.allocated).toBeLessThan(8)
     }).pipe(Effect.provide(
       Uploads.layer().pipe(Layer.provideMerge(EmbeddedLayers.live({ home: tempDir("graviton-lending-upload-"), uploadSegmentSize: 64 * KiB })))
     )))

@@ -72,13 +72,26 @@ const throttle = (rate: number) => {
 const READ_BYTES = 1024 * 1024
 
 /**
- * Streams `[start, end)` of an open file. Chunks are lent (see Lending): a
- * staging that writes them to disk gives each back for the next read.
+ * Read buffers shared by the spans of one transfer: `parallel` spans in
+ * flight, each holding up to a segment of chunks (kept for hashing until the
+ * segment lands) plus a read ahead.
  */
-export const readRange = (handle: fsp.FileHandle, name: string, start: number, end: number): Stream.Stream<Uint8Array, CliFailure> =>
+export const readPool = (parallel: number, segmentSize: number): Lending.Pool =>
+  new Lending.Pool(READ_BYTES, { keep: parallel * (Math.ceil(segmentSize / READ_BYTES) + 2) })
+
+/**
+ * Streams `[start, end)` of an open file. Chunks are lent (see Lending) from
+ * `pool`: a staging that writes them to disk gives each back for the next read.
+ */
+export const readRange = (
+  handle: fsp.FileHandle,
+  name: string,
+  start: number,
+  end: number,
+  pool: Lending.Pool = new Lending.Pool(READ_BYTES)
+): Stream.Stream<Uint8Array, CliFailure> =>
   Stream.suspend(() => {
     let position = start
-    const pool = new Lending.Pool(READ_BYTES)
     return Stream.repeatEffectOption(
       Effect.suspend(() => {
         if (position >= end) return Effect.fail(Option.none())
@@ -163,11 +176,12 @@ export const upload = Command.make("upload", { ...Globals.options, file, resume,
         const resumed = status.received
         const spans = spansToSend(status.missing, status.segmentSize)
         const progress = yield* Progress.make("upload", Option.some(size), resumed)
+        const pool = readPool(args.parallel, status.segmentSize)
         const started = performance.now()
         yield* Effect.forEach(
           spans,
           (span) =>
-            uploads.write(id, span.start, progress.track(limit(readRange(handle, args.file, span.start, span.end)))).pipe(
+            uploads.write(id, span.start, progress.track(limit(readRange(handle, args.file, span.start, span.end, pool)))).pipe(
               // With what this process has read so far, so that a kill can be accounted for (bench/uploads.ts).
               Effect.tap(() => args.verbose ? Output.note(`stored ${span} (sent ${progress.bytes()} bytes)`) : Effect.void)
             ),
