@@ -8,7 +8,9 @@
  * order, and each segment on its own when asked. Segments land out of order
  * (several spans in flight), so a landed segment beyond the hashed frontier
  * keeps its bytes in memory until the frontier reaches it, within a budget
- * shared by every upload (`MAX_PENDING_BYTES`).
+ * shared by every upload (`MAX_PENDING_BYTES`). A segment that starts at the
+ * frontier (the usual case) is hashed as its bytes go by instead (`stream`),
+ * so its hash overlaps its write rather than following it.
  *
  * Any write that overlaps bytes already written, landed or in flight (a
  * re-sent span) drops the upload's hashes: the bytes it hashed may no longer
@@ -33,6 +35,8 @@ interface Tracked {
   /** Size of the cells writes are cut at (the staging's segment size): overlaps are looked for in one cell. */
   readonly cell: number
   frontier: number
+  /** Start of the segment being hashed as it is written (it began at the frontier), if any. */
+  streaming: number | undefined
   readonly pending: Map<number, { readonly end: number; readonly bytes: ReadonlyArray<Uint8Array>; readonly size: number }>
   readonly keys: Map<number, { readonly end: number; readonly key: BinaryKey.BinaryKey | undefined }>
   /** Spans written or being written, by cell. */
@@ -51,12 +55,25 @@ export interface UploadHashes {
   readonly writing: (id: string, span: RangeSet.Span) => BinaryKey.HashAlgorithm | undefined
   /** The write `writing` announced ended: it covered `actual` (None: nothing, it failed or was empty). */
   readonly settle: (id: string, announced: RangeSet.Span, actual: RangeSet.Span | undefined) => void
-  /** Records a landed segment: its key (when computed), and its bytes (held until the frontier reaches it). */
+  /**
+   * Hashes the write of `span` into the whole content as its bytes go by,
+   * when the span starts at the hashed frontier and no other is being hashed
+   * that way: returns the function to feed each chunk to, or undefined (then
+   * keep the bytes for `landed`). Its `landed` passes `streamed`; a write
+   * that ends any other way must `forget` the upload (the hash holds bytes
+   * that did not land).
+   */
+  readonly stream: (id: string, span: RangeSet.Span) => ((chunk: Uint8Array) => void) | undefined
+  /**
+   * Records a landed segment: its key (when computed), and its bytes (held
+   * until the frontier reaches it), or `streamed` when `stream` hashed them.
+   */
   readonly landed: (
     id: string,
     span: RangeSet.Span,
     key: BinaryKey.BinaryKey | undefined,
-    bytes: ReadonlyArray<Uint8Array>
+    bytes: ReadonlyArray<Uint8Array>,
+    streamed?: boolean
   ) => void
   /** The hint for `complete` when `[0, size)` was hashed in order; stops tracking `id` either way. */
   readonly finish: (id: string, size: number) => CompleteHint | undefined
@@ -98,7 +115,16 @@ export const make = (): UploadHashes => {
 
   return {
     start: (id, algorithm, whole, segmentSize) => {
-      tracked.set(id, { algorithm, whole, cell: segmentSize, frontier: 0, pending: new Map(), keys: new Map(), seen: new Map() })
+      tracked.set(id, {
+        algorithm,
+        whole,
+        cell: segmentSize,
+        frontier: 0,
+        streaming: undefined,
+        pending: new Map(),
+        keys: new Map(),
+        seen: new Map()
+      })
     },
     writing: (id, span) => {
       const t = tracked.get(id)
@@ -125,10 +151,27 @@ export const make = (): UploadHashes => {
       if (actual === undefined) spans.splice(i, 1)
       else spans[i] = actual
     },
-    landed: (id, span, key, bytes) => {
+    stream: (id, span) => {
+      const t = tracked.get(id)
+      if (t === undefined || t.streaming !== undefined || span.start !== t.frontier) return undefined
+      t.streaming = span.start
+      // After a `forget` the feeder hashes into a discarded hasher: harmless.
+      return (chunk) => t.whole.update(chunk)
+    },
+    landed: (id, span, key, bytes, streamed = false) => {
       const t = tracked.get(id)
       if (t === undefined) return
       t.keys.set(span.start, { end: span.end, key })
+      if (streamed) {
+        if (t.streaming !== span.start) {
+          forget(id)
+          return
+        }
+        t.streaming = undefined
+        t.frontier = span.end
+        drain(t)
+        return
+      }
       if (span.start < t.frontier) {
         // Cannot happen for a span `writing` let through; stay safe.
         forget(id)
@@ -155,7 +198,8 @@ export const make = (): UploadHashes => {
     finish: (id, size) => {
       const t = tracked.get(id)
       forget(id)
-      if (t === undefined || t.frontier !== size) return undefined
+      // The hasher must have seen exactly the landed bytes: a stray feed would show in its size.
+      if (t === undefined || t.frontier !== size || t.whole.size !== size) return undefined
       const segments: Array<CompleteHint["segments"][number]> = []
       for (let at = 0; at < size;) {
         const k = t.keys.get(at)

@@ -453,12 +453,23 @@ export const make = (
           const limit = Math.min(boundary, size ?? Number.POSITIVE_INFINITY) - position
           const announced = new RangeSet.Span({ start: position, end: position + limit })
           const algorithm = hashes.writing(id, announced)
-          // The bytes are kept for the whole-content hash (and the segment's own key, computed once it
-          // has landed: sha256 in the thread pool, beside the main thread's work).
+          // At the hashed frontier (and without per-segment keys), the whole-content hash takes the bytes as
+          // they go by. Otherwise they are kept for it (and for the segment's own key, computed once it has
+          // landed: sha256 in the thread pool, beside the main thread's work).
+          const feed = algorithm === undefined || s.segmentKeys ? undefined : hashes.stream(id, announced)
+          let fed = 0
           const kept: Array<Uint8Array> = []
           let keptBytes = 0
           const segment = algorithm === undefined
             ? segmentBytes(limit)
+            : feed !== undefined
+            ? Stream.mapChunks(segmentBytes(limit), (chunks) => {
+              for (const c of chunks) {
+                feed(c)
+                fed += c.length
+              }
+              return chunks
+            })
             : Stream.mapChunks(segmentBytes(limit), (chunks) => {
               for (const c of chunks) {
                 // Kept past the write, which gives a lent chunk back: UploadHashes gives it back once hashed (see Lending).
@@ -470,14 +481,19 @@ export const make = (
             })
           const span = yield* s.writeSegment(id, record.state, position, segment, size).pipe(
             Effect.onExit((exit) =>
-              Effect.sync(() =>
-                hashes.settle(id, announced, Exit.isSuccess(exit) ? Option.getOrUndefined(exit.value) : undefined)
-              )
+              Effect.sync(() => {
+                const actual = Exit.isSuccess(exit) ? Option.getOrUndefined(exit.value) : undefined
+                hashes.settle(id, announced, actual)
+                if (feed === undefined) return
+                // Hashed as they went: exactly those bytes must have landed, or the whole hash is wrong.
+                if (actual !== undefined && fed === actual.length) hashes.landed(id, actual, undefined, [], true)
+                else hashes.forget(id)
+              })
             ),
             Effect.catchAll((e): Effect.Effect<never, BlobError | E> => Option.isSome(failure) ? Effect.fail(failure.value) : Effect.fail(e))
           )
           if (Option.isNone(span)) break
-          if (algorithm !== undefined && keptBytes === span.value.length) {
+          if (algorithm !== undefined && feed === undefined && keptBytes === span.value.length) {
             const at = span.value
             if (s.segmentKeys) {
               // In the background: the next segment streams while this one is digested.

@@ -98,4 +98,44 @@ describe("UploadHashes", () => {
       }
       expect(hashes.writing("u", span(0, big))).toBeUndefined()
     }))
+
+  it.effect("a span at the frontier is hashed as it goes by, and spans landing meanwhile wait for it", () =>
+    Effect.gen(function*() {
+      const { hashes, write } = yield* setup
+      const bytes = randomBytes(3 * SEG, 7)
+      const first = span(0, SEG)
+      expect(hashes.writing("u", first)).toBe("sha256")
+      const feed = hashes.stream("u", first)
+      expect(feed).toBeDefined()
+      // Only one span at a time, and only at the frontier.
+      expect(hashes.stream("u", span(SEG, 2 * SEG))).toBeUndefined()
+      feed!(bytes.subarray(0, 400))
+      // The second and third segments land (kept bytes) while the first is still being written.
+      write(bytes, 2 * SEG, 3 * SEG)
+      write(bytes, SEG, 2 * SEG)
+      feed!(bytes.subarray(400, SEG))
+      hashes.settle("u", first, first)
+      hashes.landed("u", first, undefined, [], true)
+      const hint = hashes.finish("u", bytes.length)
+      expect(hint?.key.digest).toBe(sha256(bytes))
+      expect(hint?.segments).toHaveLength(3)
+    }))
+
+  it.effect("a streamed span that does not land drops the hashes, and so does a landing never streamed", () =>
+    Effect.gen(function*() {
+      const { hashes } = yield* setup
+      const first = span(0, SEG)
+      hashes.writing("u", first)
+      const feed = hashes.stream("u", first)
+      feed!(randomBytes(100, 8))
+      // What Uploads does when the write fails after feeding bytes.
+      hashes.settle("u", first, undefined)
+      hashes.forget("u")
+      expect(hashes.finish("u", SEG)).toBeUndefined()
+
+      const again = (yield* setup).hashes
+      again.writing("u", first)
+      again.landed("u", first, undefined, [], true)
+      expect(again.finish("u", SEG)).toBeUndefined()
+    }))
 })
