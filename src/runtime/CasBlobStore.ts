@@ -112,6 +112,7 @@ import * as BinaryKey from "../core/BinaryKey.js"
 import * as BlobLocator from "../core/BlobLocator.js"
 import { BlobError, type MetadataError, type ObjectStoreError, toPortError } from "../core/Errors.js"
 import * as Hashing from "../core/Hashing.js"
+import * as Lending from "../core/Lending.js"
 import type { BlobStat, BlobWritePlan, BlobWriteResult } from "../core/Models.js"
 import * as RangeSet from "../core/RangeSet.js"
 import { BlobDeleted, BlobStored } from "../ports/BackendEvents.js"
@@ -753,7 +754,13 @@ const build = (options: Options) =>
       Effect.gen(function*() {
         const startedAt = yield* Clock.currentTimeNanos
         const hasher = yield* Hashing.makeHasher(plan.algorithm)
-        const chunker = new Chunker.Chunker(sizes)
+        // Blocks are copied into pooled buffers, each given back once its block is stored, and the input
+        // chunks once cut (see Lending): a chunked put makes no garbage of its bytes either.
+        const blockPool = new Lending.Pool(sizes.max, { keep: PARALLEL_BLOCKS + 2 })
+        const chunker = new Chunker.Chunker(sizes, {
+          take: () => blockPool.take(),
+          finish: (buffer, size) => blockPool.lend(buffer as Buffer, buffer.subarray(0, size))
+        })
         const check = guard(plan, hasher)
         const held: Held = new Map()
         let owned = false
@@ -768,6 +775,7 @@ const build = (options: Options) =>
         const entries: Array<{ readonly key: BinaryKey.BinaryKey; readonly offset: number; readonly slot: Deferred.Deferred<BlobLocator.BlobLocator, BlobError> }> = []
         let offset = 0
 
+        // `bytes` (a pooled block) is this put's to give back once nothing reads it.
         const storeBlock = (bytes: Uint8Array) =>
           Effect.gen(function*() {
             if (failure !== undefined) return yield* failure
@@ -776,12 +784,16 @@ const build = (options: Options) =>
             const key = blockHasher.key()
             const kvKey = BlobMeta.blockKey(key)
             let slot = slots.get(kvKey)
+            if (slot !== undefined) Lending.giveBack(bytes)
             if (slot === undefined) {
               const fresh = yield* Deferred.make<BlobLocator.BlobLocator, BlobError>()
               slot = fresh
               slots.set(kvKey, fresh)
               yield* permits.take(1)
-              const fiber = yield* acquireBlock(s, key, bytes, held).pipe(
+              // The store gets a view of its own: its write must not give the buffer back, because the
+              // block may be written again (see acquireBlock); this fiber gives it back when done.
+              const fiber = yield* acquireBlock(s, key, bytes.subarray(0), held).pipe(
+                Effect.ensuring(Effect.sync(() => Lending.giveBack(bytes))),
                 Effect.map((taken) => {
                   if (taken.written) newBytes += bytes.length
                   return taken.locator
@@ -802,7 +814,12 @@ const build = (options: Options) =>
 
         const consume = (chunks: Chunk.Chunk<Uint8Array>) =>
           Effect.flatMap(check(chunks), (checked) =>
-            Effect.forEach(checked, (c) => Effect.forEach(chunker.push(c), storeBlock, { discard: true }), { discard: true }))
+            Effect.forEach(checked, (c) => {
+              const blocks = chunker.push(c)
+              // Hashed by `check` and copied by the chunker: the input chunk is free again.
+              Lending.giveBack(c)
+              return Effect.forEach(blocks, storeBlock, { discard: true })
+            }, { discard: true }))
 
         return Sink.forEachChunk(consume).pipe(
           Sink.mapEffect(() =>

@@ -82,27 +82,43 @@ export const validate = (options: ChunkerOptions): Either.Either<ChunkerOptions,
 /**
  * A streaming FastCDC chunker: push bytes in any pieces, get whole blocks
  * back as soon as their end is found, then `flush` the last one. Boundaries
- * depend only on the content, never on how the input was split. It keeps
- * views of the pushed arrays until their block is complete (Effect streams
- * never reuse an emitted array, so that is safe) and copies each block once,
- * when it is cut, unless the block lies within a single pushed array.
+ * depend only on the content, never on how the input was split. Each byte
+ * is copied once, into the buffer of the block it belongs to, as it is
+ * scanned: a pushed array is not referenced once `push` returns, so its
+ * owner may reuse it (see Lending). Block buffers come from `buffers`.
  */
+export interface BlockBuffers {
+  /** A buffer of at least `max` bytes for the next block. */
+  readonly take: () => Uint8Array
+  /** The finished block: the first `size` bytes of `buffer`. */
+  readonly finish: (buffer: Uint8Array, size: number) => Uint8Array
+}
+
+/** A new buffer per block, cut to the block's size (a copy) so that a kept block holds no more than itself. */
+const freshBuffers = (max: number): BlockBuffers => ({
+  take: () => new Uint8Array(max),
+  finish: (buffer, size) => buffer.slice(0, size)
+})
+
 export class Chunker {
   readonly min: number
   readonly avg: number
   readonly max: number
   private readonly maskS: number
   private readonly maskL: number
-  private parts: Array<Uint8Array> = []
+  /** The current block's buffer, once it has a byte. */
+  private block: Uint8Array | undefined
+  private readonly buffers: BlockBuffers
   /** Bytes of the current (unfinished) block. */
   private length = 0
   private hash = 0
 
-  /** Use `make`, which validates the options. */
-  constructor(options: ChunkerOptions) {
+  /** Use `make`, which validates the options. `buffers`: a pool's, so that blocks need not be garbage (see Lending). */
+  constructor(options: ChunkerOptions, buffers?: BlockBuffers) {
     this.min = options.min
     this.avg = options.avg
     this.max = options.max
+    this.buffers = buffers ?? freshBuffers(options.max)
     const bits = Math.round(Math.log2(options.avg))
     this.maskS = topBits(Math.min(32, bits + 2))
     this.maskL = topBits(Math.max(1, bits - 2))
@@ -113,13 +129,13 @@ export class Chunker {
     const out: Array<Uint8Array> = []
     let start = 0
     while (start < input.length) {
+      const before = this.length
       const end = this.scan(input, start)
-      if (end < 0) {
-        this.parts.push(start === 0 ? input : input.subarray(start))
-        break
-      }
-      this.parts.push(input.subarray(start, end))
-      out.push(this.take())
+      const stop = end < 0 ? input.length : end
+      this.block ??= this.buffers.take()
+      this.block.set(input.subarray(start, stop), before)
+      if (end < 0) break
+      out.push(this.take(before + stop - start))
       start = end
     }
     return out
@@ -127,7 +143,11 @@ export class Chunker {
 
   /** Ends the input: the last, possibly short block, or undefined when no bytes are pending. */
   flush(): Uint8Array | undefined {
-    return this.length > 0 ? this.take() : undefined
+    if (this.length === 0) return undefined
+    const size = this.length
+    this.length = 0
+    this.hash = 0
+    return this.take(size)
   }
 
   /**
@@ -174,22 +194,11 @@ export class Chunker {
     return end
   }
 
-  /** Joins the pending parts into one block and starts a new one. */
-  private take(): Uint8Array {
-    const parts = this.parts
-    this.parts = []
-    this.length = 0
-    this.hash = 0
-    if (parts.length === 1) return parts[0]!
-    let size = 0
-    for (const p of parts) size += p.length
-    const block = new Uint8Array(size)
-    let offset = 0
-    for (const p of parts) {
-      block.set(p, offset)
-      offset += p.length
-    }
-    return block
+  /** Hands over the current block (`size` bytes) and starts a new one. */
+  private take(size: number): Uint8Array {
+    const block = this.block!
+    this.block = undefined
+    return this.buffers.finish(block, size)
   }
 }
 

@@ -126,6 +126,23 @@ describe("Lending", () => {
       expect(sameBytes(NFS.readFileSync(out), bytes)).toBe(true)
     }).pipe(Effect.provide(embedded(tempDir("graviton-lending-home-")))))
 
+  it.effect("a chunked blob read block by block into a file: the store's shared read buffers go round", () =>
+    Effect.gen(function*() {
+      const dir = tempDir("graviton-lending-chunked-")
+      const file = Path.join(dir, "in.bin")
+      const bytes = randomBytes(3 * 1024 * KiB + 17, 16)
+      NFS.writeFileSync(file, bytes)
+      const store = yield* BlobStore
+      const result = yield* Effect.scoped(Effect.flatMap(Io.fileInput(file), (input) => Stream.run(input.stream, store.put())))
+      expect(result.key.digest).toBe((yield* Hashing.hashBytes("sha256", bytes)).digest)
+      const out = Path.join(dir, "out.bin")
+      yield* Io.writeFileAtomically(out, store.get(result.key))
+      expect(sameBytes(NFS.readFileSync(out), bytes)).toBe(true)
+    }).pipe(Effect.provide(embedded(
+      tempDir("graviton-lending-chunked-home-"),
+      { layout: CasBlobStore.chunked({ min: 64 * KiB, avg: 128 * KiB, max: 256 * KiB }) }
+    ))))
+
   it.effect("an upload that keeps chunks to hash after the write retains them, and gives them back once hashed", () =>
     Effect.gen(function*() {
       const uploads = yield* Uploads.Uploads

@@ -72,6 +72,8 @@ export const RESERVED = ".graviton"
 
 /** Bytes per chunk of a read: large, so that per-chunk costs (a syscall, a stream step) vanish next to hashing. */
 const READ_CHUNK = 1024 * 1024
+/** Reads of at least this many bytes use the store's shared 1 MiB buffers. */
+const SHARED_READ_MIN = 64 * 1024
 /** Chunks read ahead of a reader (memory: this many chunks per open read). */
 const READ_AHEAD = 2
 /** Longest file name most filesystems accept, in bytes. */
@@ -213,6 +215,9 @@ export const make = (
         return Option.some(toStat(t.locator, info.value, yield* readMeta("head", t)))
       }).pipe(instrument.observeRetry("head"))
 
+    // Read buffers shared by the store's streams; small reads get buffers of their own size instead.
+    const readPool = new Lending.Pool(READ_CHUNK, { keep: 16 })
+
     const get: MutableObjectStoreShape["get"] = (locator, range) =>
       Stream.unwrapScoped(
         Effect.gen(function*() {
@@ -232,8 +237,9 @@ export const make = (
           const size = Number(info.size)
           const [start, end] = yield* Either.mapLeft(resolveRange(range, size), invalid("get"))
           if (start > 0) yield* file.seek(start, "start")
-          // Chunks are lent (see Lending): a consumer that writes them out gives each back for the next read.
-          const pool = new Lending.Pool(Math.min(READ_CHUNK, Math.max(1, end - start)))
+          // Chunks are lent (see Lending): a consumer that writes them out gives each back for the next read,
+          // of this stream or a later one (a chunked blob reads one object per block).
+          const pool = end - start >= SHARED_READ_MIN ? readPool : new Lending.Pool(Math.max(1, end - start))
           return Stream.unfoldChunkEffect(end - start, (left) => {
             if (left <= 0) return Effect.succeed(Option.none())
             const buffer = pool.take()
