@@ -25,9 +25,12 @@
  *   every holder has given it back. Hashing, counting and cutting with
  *   `subarray` as the chunk goes by need nothing.
  *
- * In this code base the givers are the fs writes (`files.writeBehind`), the
- * CLI's file output and `verify` (which only hashes); the lenders are the
- * CLI's file input and the fs object store's reads.
+ * In this code base the lenders are the CLI's file input and upload span
+ * reads, the fs object store's reads (one pool per store) and the chunked
+ * put's block buffers. The givers are the fs writes (`files.writeBehind`),
+ * the CLI's file output, `verify` (which only hashes), the chunked put (an
+ * input chunk once cut into blocks, a block once stored) and UploadHashes
+ * (chunks it retained, once hashed).
  */
 
 interface Loan {
