@@ -75,7 +75,7 @@ export const fileInput = (file: string): Effect.Effect<Input, CliFailure, Scope.
       }).pipe(
         Effect.flatMap(({ bytesRead }) => {
           if (bytesRead > 0) {
-            return Effect.succeed(pool.lend(buffer, bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead)))
+            return Effect.succeed(pool.lend(buffer, bytesRead))
           }
           pool.restore(buffer)
           return Effect.fail(Option.none())

@@ -79,8 +79,9 @@ export class Pool {
     return this.fresh
   }
 
-  /** Marks `chunk` (a view of `buffer`, from `take`) as lent, and returns it. */
-  lend(buffer: Buffer, chunk: Uint8Array): Uint8Array {
+  /** Lends the first `size` bytes of `buffer` (from `take`): returns the chunk to emit. */
+  lend(buffer: Buffer, size: number): Uint8Array {
+    const chunk = size === buffer.length ? buffer : buffer.subarray(0, size)
     loans.set(chunk, { pool: this, buffer, holds: 1 })
     return chunk
   }

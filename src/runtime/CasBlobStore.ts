@@ -759,7 +759,7 @@ const build = (options: Options) =>
         const blockPool = new Lending.Pool(sizes.max, { keep: PARALLEL_BLOCKS + 2 })
         const chunker = new Chunker.Chunker(sizes, {
           take: () => blockPool.take(),
-          finish: (buffer, size) => blockPool.lend(buffer as Buffer, buffer.subarray(0, size))
+          finish: (buffer, size) => blockPool.lend(buffer as Buffer, size)
         })
         const check = guard(plan, hasher)
         const held: Held = new Map()

@@ -252,7 +252,7 @@ export const make = (
                   pool.restore(buffer)
                   return Effect.fail(fsError("get", "Corrupted", `${t.key} ended ${left} bytes early (changed in place?)`))
                 }
-                const chunk = pool.lend(buffer, n === buffer.length ? buffer : buffer.subarray(0, n))
+                const chunk = pool.lend(buffer, n)
                 return Effect.succeed(Option.some([Chunk.of(chunk), left - n] as const))
               })
             )

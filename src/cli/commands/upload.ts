@@ -107,7 +107,7 @@ export const readRange = (
               return Effect.fail(Option.some(fail(ExitCode.Usage, `${name} became shorter while it was uploaded`)))
             }
             position += bytesRead
-            return Effect.succeed(pool.lend(buffer, bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead)))
+            return Effect.succeed(pool.lend(buffer, bytesRead))
           })
         )
       })
