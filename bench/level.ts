@@ -30,7 +30,7 @@ import * as LevelConfig from "../src/backends/level/LevelConfig.js"
 import * as LevelKeyValueStore from "../src/backends/level/LevelKeyValueStore.js"
 import * as LevelLayers from "../src/backends/level/LevelLayers.js"
 import { KeyValueStore, put } from "../src/ports/KeyValueStore.js"
-import * as Metrics from "../src/runtime/Metrics.js"
+import * as Metrics from "../src/kit/Metrics.js"
 import * as Bench from "./harness.js"
 
 const N = Bench.size(100_000, 10_000)

@@ -1,5 +1,5 @@
 /**
- * Resumable uploads (runtime/Uploads) against a single streamed put on the
+ * Resumable uploads (uploads/Uploads) against a single streamed put on the
  * same store, in one run:
  *
  *   uploads.<store>.<size>           Uploads with 4 spans in flight (begin, writes, complete)
@@ -26,17 +26,17 @@ import * as fsp from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import * as EmbeddedLayers from "../src/backends/embedded/EmbeddedLayers.js"
+import * as EmbeddedLayers from "../src/stores/EmbeddedLayers.js"
 import { readPool, readRange, spansToSend } from "../src/cli/commands/upload.js"
 import * as Io from "../src/cli/io.js"
 import * as RangeSet from "../src/core/RangeSet.js"
 import { BlobStore } from "../src/ports/BlobStore.js"
-import { Uploads } from "../src/runtime/Uploads.js"
-import * as UploadsModule from "../src/runtime/Uploads.js"
+import { Uploads } from "../src/uploads/Uploads.js"
+import * as UploadsModule from "../src/uploads/Uploads.js"
 import * as MemoryLayers from "../src/backends/memory/MemoryLayers.js"
 import * as S3Layers from "../src/backends/s3/S3Layers.js"
-import * as Events from "../src/runtime/Events.js"
-import * as Metrics from "../src/runtime/Metrics.js"
+import * as Events from "../src/kit/Events.js"
+import * as Metrics from "../src/kit/Metrics.js"
 import * as Harness from "../test/harness/s3.js"
 import * as Bench from "./harness.js"
 

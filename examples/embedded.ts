@@ -11,9 +11,9 @@ import { join } from "node:path"
 import * as FsObjectStore from "../src/backends/fs/FsObjectStore.js"
 import * as LevelLayers from "../src/backends/level/LevelLayers.js"
 import { BlobStore } from "../src/ports/BlobStore.js"
-import * as CasBlobStore from "../src/runtime/CasBlobStore.js"
-import * as Events from "../src/runtime/Events.js"
-import * as Metrics from "../src/runtime/Metrics.js"
+import * as CasBlobStore from "../src/blobs/CasBlobStore.js"
+import * as Events from "../src/kit/Events.js"
+import * as Metrics from "../src/kit/Metrics.js"
 
 const home = mkdtempSync(join(tmpdir(), "graviton-example-"))
 

@@ -10,8 +10,8 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { KeyValueStore } from "../ports/KeyValueStore.js"
 import { MetricsRegistry, type MetricSample, type MetricTags } from "../ports/MetricsRegistry.js"
-import * as MetricKeys from "../runtime/MetricKeys.js"
-import * as Prometheus from "../runtime/Prometheus.js"
+import * as MetricKeys from "../kit/MetricKeys.js"
+import * as Prometheus from "../kit/Prometheus.js"
 
 /** Where the accumulated series live (namespace `cli`). */
 export const KEY = "cli/metrics"

@@ -10,7 +10,7 @@ import { ExitCode, fail } from "./exitCodes.js"
 import type { Globals } from "./globals.js"
 import * as MetricsState from "./metricsState.js"
 import * as Stores from "./stores.js"
-import type { Uploads } from "../runtime/Uploads.js"
+import type { Uploads } from "../uploads/Uploads.js"
 
 /** Provides the selected store to `body`. */
 export const withStore = <A, E>(
@@ -27,7 +27,7 @@ export const withStore = <A, E>(
   )
 }
 
-/** Like `withStore`, with the store's resumable uploads (runtime/Uploads) too. */
+/** Like `withStore`, with the store's resumable uploads (uploads/Uploads) too. */
 export const withUploads = <A, E>(
   globals: Globals,
   body: Effect.Effect<A, E, Stores.StoreServices | Uploads | Scope.Scope>

@@ -19,10 +19,10 @@ import type { BackendEvents } from "../ports/BackendEvents.js"
 import type { BlobStore } from "../ports/BlobStore.js"
 import { BlobStore as BlobStoreTag } from "../ports/BlobStore.js"
 import type { MetricsRegistry } from "../ports/MetricsRegistry.js"
-import * as CasBlobStore from "../runtime/CasBlobStore.js"
-import * as Events from "../runtime/Events.js"
-import * as Metrics from "../runtime/Metrics.js"
-import * as Uploads from "../runtime/Uploads.js"
+import * as CasBlobStore from "../blobs/CasBlobStore.js"
+import * as Events from "../kit/Events.js"
+import * as Metrics from "../kit/Metrics.js"
+import * as Uploads from "../uploads/Uploads.js"
 import { ExitCode, fail as cliFail } from "./exitCodes.js"
 
 /** Settings a store factory may use (from options, the environment, or defaults). */
@@ -71,12 +71,12 @@ const registry: Record<string, StoreEntry> = {
     description: "local files under <home>/blobs, LevelDB metadata under <home>/meta",
     layer: (settings) =>
       lazy(
-        () => import("../backends/embedded/EmbeddedLayers.js"),
+        () => import("../stores/EmbeddedLayers.js"),
         (EmbeddedLayers) => EmbeddedLayers.live({ home: settings.home, layout: casLayout(settings.layout) })
       ),
     uploads: (settings) =>
       lazy(
-        () => import("../backends/embedded/EmbeddedLayers.js"),
+        () => import("../stores/EmbeddedLayers.js"),
         (EmbeddedLayers) =>
           Uploads.layer().pipe(Layer.provideMerge(EmbeddedLayers.live({ home: settings.home, layout: casLayout(settings.layout) })))
       )
@@ -88,14 +88,14 @@ const registry: Record<string, StoreEntry> = {
   },
   s3: {
     description: "S3 or an S3-compatible service, configured by GRAVITON_S3_* (docs/backends/s3.md)",
-    layer: (settings) => lazy(() => import("../backends/s3/index.js"), (S3) => S3.storeLayerFromEnv(settings)),
+    layer: (settings) => lazy(() => import("../stores/S3Store.js"), (S3) => S3.storeLayerFromEnv(settings)),
     // Parts are native multipart parts; upload records and ranges live in a LevelDB sidecar under the home.
-    uploads: (settings) => lazy(() => import("../backends/s3/index.js"), (S3) => S3.uploadsLayerFromEnv(settings))
+    uploads: (settings) => lazy(() => import("../stores/S3Store.js"), (S3) => S3.uploadsLayerFromEnv(settings))
   },
   pg: {
     description: "PostgreSQL, configured by GRAVITON_PG_* (docs/backends/postgres.md)",
-    layer: (settings) => lazy(() => import("../backends/pg/index.js"), (Pg) => Pg.storeLayerFromEnv(settings)),
-    uploads: (settings) => lazy(() => import("../backends/pg/index.js"), (Pg) => Pg.uploadsLayerFromEnv(settings))
+    layer: (settings) => lazy(() => import("../stores/PgStore.js"), (Pg) => Pg.storeLayerFromEnv(settings)),
+    uploads: (settings) => lazy(() => import("../stores/PgStore.js"), (Pg) => Pg.uploadsLayerFromEnv(settings))
   }
 }
 

@@ -1,5 +1,5 @@
 /**
- * Where a resumable upload (runtime/Uploads) keeps the spans it has
+ * Where a resumable upload (uploads/Uploads) keeps the spans it has
  * received. The default keeps each segment as an object in a
  * MutableObjectStore; a backend with a native mechanism provides this tag
  * instead (S3: the parts of one multipart upload, listable after a

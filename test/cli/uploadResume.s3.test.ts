@@ -12,7 +12,7 @@ import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { gate } from "../conformance/capabilities.js"
+import { gate } from "../../src/testing/capabilities.js"
 import * as Harness from "../harness/s3.js"
 import { crashAndResume } from "./resume.js"
 

@@ -29,7 +29,7 @@ import * as Redacted from "effect/Redacted"
 import { randomBytes } from "node:crypto"
 import * as Pg from "pg"
 import * as PgLayers from "../../src/backends/pg/PgLayers.js"
-import { gate } from "../conformance/capabilities.js"
+import { gate } from "../../src/testing/capabilities.js"
 import { findBinDir, type PgServer, startCluster } from "./pgCluster.js"
 
 export { findBinDir, type PgServer, startCluster } from "./pgCluster.js"

@@ -39,8 +39,8 @@ import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import * as S3Client from "../../src/backends/s3/S3Client.js"
 import type { S3ClientOptions } from "../../src/backends/s3/S3Config.js"
-import * as Retry from "../../src/runtime/Retry.js"
-import { type Capability, unsupported } from "../conformance/capabilities.js"
+import * as Retry from "../../src/kit/Retry.js"
+import { type Capability, unsupported } from "../../src/testing/capabilities.js"
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..")
 

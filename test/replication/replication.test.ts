@@ -14,9 +14,9 @@ import * as Stream from "effect/Stream"
 import type * as BinaryKey from "../../src/core/BinaryKey.js"
 import { BlobError } from "../../src/core/Errors.js"
 import { BlobStore } from "../../src/ports/BlobStore.js"
-import * as ReplicatedBlobStore from "../../src/runtime/ReplicatedBlobStore.js"
-import * as Replicator from "../../src/runtime/Replicator.js"
-import * as Fixtures from "../cas/fixtures.js"
+import * as ReplicatedBlobStore from "../../src/replication/ReplicatedBlobStore.js"
+import * as Replicator from "../../src/replication/Replicator.js"
+import * as Fixtures from "../blobs/fixtures.js"
 import * as W from "./world.js"
 
 const SIZE = 100_000

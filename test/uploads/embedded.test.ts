@@ -4,10 +4,10 @@
  * the blob on complete.
  */
 import * as Layer from "effect/Layer"
-import * as EmbeddedLayers from "../../src/backends/embedded/EmbeddedLayers.js"
-import * as Uploads from "../../src/runtime/Uploads.js"
-import { tempDir } from "../cas/fixtures.js"
-import { testUploads } from "../conformance/Uploads.js"
+import * as EmbeddedLayers from "../../src/stores/EmbeddedLayers.js"
+import * as Uploads from "../../src/uploads/Uploads.js"
+import { tempDir } from "../blobs/fixtures.js"
+import { testUploads } from "../../src/testing/Uploads.js"
 import { stagedObjects } from "./fixtures.js"
 
 const segmentSize = 256 * 1024

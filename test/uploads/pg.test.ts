@@ -1,10 +1,10 @@
 /** The Uploads suite over PostgreSQL: segments as objects, records and ranges in the kv and ranges tables. */
 import * as Layer from "effect/Layer"
-import * as CasBlobStore from "../../src/runtime/CasBlobStore.js"
-import * as Events from "../../src/runtime/Events.js"
-import * as Metrics from "../../src/runtime/Metrics.js"
-import * as Uploads from "../../src/runtime/Uploads.js"
-import { testUploads } from "../conformance/Uploads.js"
+import * as CasBlobStore from "../../src/blobs/CasBlobStore.js"
+import * as Events from "../../src/kit/Events.js"
+import * as Metrics from "../../src/kit/Metrics.js"
+import * as Uploads from "../../src/uploads/Uploads.js"
+import { testUploads } from "../../src/testing/Uploads.js"
 import { pgLayer, skipReason, usePostgres } from "../harness/postgres.js"
 import { stagedObjects } from "./fixtures.js"
 

@@ -53,7 +53,7 @@ import type { ObjectStat, PutOptions } from "../../core/Models.js"
 import { resolveRange } from "../../core/RangeSet.js"
 import { ObjectCopied, ObjectDeleted, ObjectWritten, UploadAborted } from "../../ports/BackendEvents.js"
 import { ImmutableObjectStore, MutableObjectStore, type MutableObjectStoreShape, writeThroughPut } from "../../ports/ObjectStore.js"
-import * as Instrument from "../../runtime/Instrument.js"
+import * as Instrument from "../../kit/Instrument.js"
 import { BACKEND, errnoCode, fromFileSystem, fsError, isMissing } from "./errors.js"
 import { objectPath, writeBehind, writeGathered } from "./files.js"
 

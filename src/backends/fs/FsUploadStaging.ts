@@ -5,7 +5,7 @@
  * filestore does). Nothing is copied at the end: `complete` cuts the file to
  * the upload's size and hands it to the BlobStore's BlobAssembly, which
  * renames it to the blob's address (monolithic layout); when the writing
- * process hashed the content in order (runtime/UploadHashes), nothing is
+ * process hashed the content in order (uploads/UploadHashes), nothing is
  * read back either. Without a BlobAssembly the file is streamed into
  * `BlobStore.put`.
  *

@@ -25,8 +25,8 @@ import type { BlobStat, BlobWritePlan, BlobWriteResult } from "../../core/Models
 import * as RangeSet from "../../core/RangeSet.js"
 import { BlobDeleted, BlobStored } from "../../ports/BackendEvents.js"
 import { BlobStore } from "../../ports/BlobStore.js"
-import * as Instrument from "../../runtime/Instrument.js"
-import * as MetricKeys from "../../runtime/MetricKeys.js"
+import * as Instrument from "../../kit/Instrument.js"
+import * as MetricKeys from "../../kit/MetricKeys.js"
 
 const BACKEND = "memory"
 

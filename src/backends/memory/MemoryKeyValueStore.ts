@@ -17,7 +17,7 @@ import * as Stream from "effect/Stream"
 import { MetadataError, toPortError } from "../../core/Errors.js"
 import * as KvKey from "../../core/KvKey.js"
 import { KeyValueStore, type KvCheck, type KvWrite } from "../../ports/KeyValueStore.js"
-import * as Instrument from "../../runtime/Instrument.js"
+import * as Instrument from "../../kit/Instrument.js"
 
 const BACKEND = "memory"
 

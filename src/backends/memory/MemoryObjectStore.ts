@@ -31,7 +31,7 @@ import type { ObjectStat, PutOptions } from "../../core/Models.js"
 import { type ByteRange, resolveRange } from "../../core/RangeSet.js"
 import { ObjectCopied, ObjectDeleted, ObjectWritten, UploadAborted } from "../../ports/BackendEvents.js"
 import { ImmutableObjectStore, MutableObjectStore, type MutableObjectStoreShape } from "../../ports/ObjectStore.js"
-import * as Instrument from "../../runtime/Instrument.js"
+import * as Instrument from "../../kit/Instrument.js"
 
 const BACKEND = "memory"
 

@@ -20,7 +20,7 @@ import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import { MetricsRegistry } from "../../ports/MetricsRegistry.js"
-import * as MetricKeys from "../../runtime/MetricKeys.js"
+import * as MetricKeys from "../../kit/MetricKeys.js"
 import { BACKEND, reasonOf, sqlState } from "./PgErrors.js"
 
 /** Failed statements by SQLSTATE class. Counter: backend, port, method, sqlstate_class, reason. */

@@ -101,7 +101,7 @@ export interface S3ClientOptions {
    * pass over every byte sent on plain-HTTP endpoints). Default `auto`.
    */
   readonly payloadSigning?: PayloadSigning | undefined
-  /** Retry schedule for transient failures; absent = the runtime's default (src/runtime/Retry.ts). */
+  /** Retry schedule for transient failures; absent = the runtime's default (src/kit/Retry.ts). */
   readonly retrySchedule?: Schedule.Schedule<unknown, unknown> | undefined
 }
 

@@ -6,7 +6,7 @@
  * `backend="s3"`, with `method` = the port method or the S3 call such as
  * `UploadPart`); the series below are the S3-specific ones.
  */
-import * as MetricKeys from "../../runtime/MetricKeys.js"
+import * as MetricKeys from "../../kit/MetricKeys.js"
 
 /** Content bytes received from S3 (get). Counter, tag backend. */
 export const bytesIn = MetricKeys.bytesReadTotal

@@ -9,7 +9,7 @@ export const migrate = Command.make("migrate", { ...Globals.options }, (args) =>
   Effect.gen(function*() {
     const globals = yield* Globals.resolve(args)
     // Loaded only here, so no other command pays for the pg driver.
-    const pg = yield* Effect.promise(() => import("../../backends/pg/index.js"))
+    const pg = yield* Effect.promise(() => import("../../stores/PgStore.js"))
     const applied = yield* pg.migrateFromEnv
     const names = applied.map(([id, name]) => `V${id}__${name}`)
     if (globals.json) return yield* Output.json({ applied: names })

@@ -1,7 +1,7 @@
 /**
  * `graviton repair [key] [--from <target>...]`: checks the selected store's
  * copy of a blob (default: every stored blob) by reading it whole, and
- * restores a missing or corrupted one from a replica (runtime/Replicator).
+ * restores a missing or corrupted one from a replica (replication/Replicator).
  * Replicas are read from the targets `replicate` remembered, plus any given
  * with `--from` (same syntax as `replicate --to`). A remembered target that
  * cannot be opened is skipped with a note. Exit code: 0 when every blob is
@@ -15,7 +15,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as BinaryKey from "../../core/BinaryKey.js"
 import { ReplicaIndex } from "../../ports/ReplicaIndex.js"
-import * as Replicator from "../../runtime/Replicator.js"
+import * as Replicator from "../../replication/Replicator.js"
 import { classify, codeOfReason, fail } from "../exitCodes.js"
 import * as Globals from "../globals.js"
 import * as Keys from "../keys.js"

@@ -1,7 +1,7 @@
 /**
  * `graviton replicate <key> --to <target>...`: copies a blob from the
  * selected store to other stores, verified, and records each copy in the
- * selected store's ReplicaIndex (runtime/Replicator).
+ * selected store's ReplicaIndex (replication/Replicator).
  *
  * A target is `[name=]<store spec>`, the spec being `embedded:<dir>`,
  * `memory`, `pg` or `s3` (see Stores.buildStore). Without a name, an
@@ -25,7 +25,7 @@ import * as BinaryKey from "../../core/BinaryKey.js"
 import * as BlobLocator from "../../core/BlobLocator.js"
 import { KeyValueStore } from "../../ports/KeyValueStore.js"
 import { ReplicaIndex } from "../../ports/ReplicaIndex.js"
-import * as Replicator from "../../runtime/Replicator.js"
+import * as Replicator from "../../replication/Replicator.js"
 import { codeOfReason, type CliFailure, ExitCode, fail } from "../exitCodes.js"
 import * as Globals from "../globals.js"
 import * as Keys from "../keys.js"

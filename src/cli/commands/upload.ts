@@ -1,6 +1,6 @@
 /**
  * `graviton upload <file> [--resume ID] [--parallel N]`: a resumable upload
- * (runtime/Uploads). The id is printed on stderr before the first byte is
+ * (uploads/Uploads). The id is printed on stderr before the first byte is
  * sent, so that a killed or interrupted upload can be resumed from another
  * process: `--resume ID` asks the store what has landed and sends only the
  * missing ranges, cut at the store's segment boundaries, N at a time.
@@ -17,7 +17,7 @@ import * as BinaryKey from "../../core/BinaryKey.js"
 import * as BlobLocator from "../../core/BlobLocator.js"
 import * as Lending from "../../core/Lending.js"
 import * as RangeSet from "../../core/RangeSet.js"
-import { Uploads } from "../../runtime/Uploads.js"
+import { Uploads } from "../../uploads/Uploads.js"
 import { type CliFailure, ExitCode, fail } from "../exitCodes.js"
 import * as Globals from "../globals.js"
 import { fileFailure } from "../io.js"

@@ -29,8 +29,8 @@ import * as BlobLocator from "../../../src/core/BlobLocator.js"
 import { type ErrorReason, isTransient, ObjectStoreError } from "../../../src/core/Errors.js"
 import type { MutableObjectStoreShape } from "../../../src/ports/ObjectStore.js"
 import { MutableObjectStore } from "../../../src/ports/ObjectStore.js"
-import { chunked, collect, MiB, randomBytes, sameBytes, utf8 } from "../../conformance/bytes.js"
-import { helpers } from "../../conformance/ObjectStore.js"
+import { chunked, collect, MiB, randomBytes, sameBytes, utf8 } from "../../../src/testing/bytes.js"
+import { helpers } from "../../../src/testing/ObjectStore.js"
 
 /** A fresh root directory, removed when the test's scope closes. */
 const tempRoot = Effect.acquireRelease(

@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as FsObjectStore from "../../../src/backends/fs/FsObjectStore.js"
-import { unsupported } from "../../conformance/capabilities.js"
-import { testMutableObjectStore } from "../../conformance/ObjectStore.js"
+import { unsupported } from "../../../src/testing/capabilities.js"
+import { testMutableObjectStore } from "../../../src/testing/ObjectStore.js"
 
 // One temporary root for this file, shared by the suite (each test works under its own prefix).
 const root = mkdtempSync(join(tmpdir(), "graviton-fs-conformance-"))

@@ -20,8 +20,8 @@ import * as LevelLayers from "../../../src/backends/level/LevelLayers.js"
 import * as LevelMetrics from "../../../src/backends/level/LevelMetrics.js"
 import { del, KeyValueStore, put } from "../../../src/ports/KeyValueStore.js"
 import { MetricsRegistry } from "../../../src/ports/MetricsRegistry.js"
-import * as Metrics from "../../../src/runtime/Metrics.js"
-import { randomBytes, utf8 } from "../../conformance/bytes.js"
+import * as Metrics from "../../../src/kit/Metrics.js"
+import { randomBytes, utf8 } from "../../../src/testing/bytes.js"
 
 const root = mkdtempSync(join(tmpdir(), "graviton-level-db-"))
 afterAll(() => rmSync(root, { recursive: true, force: true }))

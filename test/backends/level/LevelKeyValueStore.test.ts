@@ -20,7 +20,7 @@ import { LevelDatabase } from "../../../src/backends/level/LevelDatabase.js"
 import * as LevelKeyValueStore from "../../../src/backends/level/LevelKeyValueStore.js"
 import * as LevelLayers from "../../../src/backends/level/LevelLayers.js"
 import { del, KeyValueStore, type KvWrite, put } from "../../../src/ports/KeyValueStore.js"
-import { utf8 } from "../../conformance/bytes.js"
+import { utf8 } from "../../../src/testing/bytes.js"
 
 const root = mkdtempSync(join(tmpdir(), "graviton-level-kv-"))
 afterAll(() => rmSync(root, { recursive: true, force: true }))

@@ -12,10 +12,10 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as LevelKeyValueStore from "../../../src/backends/level/LevelKeyValueStore.js"
 import * as LevelLayers from "../../../src/backends/level/LevelLayers.js"
-import * as Metrics from "../../../src/runtime/Metrics.js"
-import { testKeyValueStore } from "../../conformance/KeyValueStore.js"
-import { testRangeTracker } from "../../conformance/RangeTracker.js"
-import { testReplicaIndex } from "../../conformance/ReplicaIndex.js"
+import * as Metrics from "../../../src/kit/Metrics.js"
+import { testKeyValueStore } from "../../../src/testing/KeyValueStore.js"
+import { testRangeTracker } from "../../../src/testing/RangeTracker.js"
+import { testReplicaIndex } from "../../../src/testing/ReplicaIndex.js"
 
 const root = mkdtempSync(join(tmpdir(), "graviton-level-conformance-"))
 afterAll(() => rmSync(root, { recursive: true, force: true }))

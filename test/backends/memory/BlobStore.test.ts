@@ -7,8 +7,8 @@ import * as MemoryBlobStore from "../../../src/backends/memory/MemoryBlobStore.j
 import { BinaryKey } from "../../../src/core/BinaryKey.js"
 import * as BlobLocator from "../../../src/core/BlobLocator.js"
 import type { BlobWritePlan } from "../../../src/core/Models.js"
-import { testBlobStore } from "../../conformance/BlobStore.js"
-import { chunked, collect, KiB, MiB, randomBytes, sameBytes } from "../../conformance/bytes.js"
+import { testBlobStore } from "../../../src/testing/BlobStore.js"
+import { chunked, collect, KiB, MiB, randomBytes, sameBytes } from "../../../src/testing/bytes.js"
 
 testBlobStore("memory", MemoryBlobStore.layer)
 

@@ -6,8 +6,8 @@ import * as Stream from "effect/Stream"
 import * as MemoryKeyValueStore from "../../../src/backends/memory/MemoryKeyValueStore.js"
 import * as KvKey from "../../../src/core/KvKey.js"
 import { KeyValueStore } from "../../../src/ports/KeyValueStore.js"
-import { utf8 } from "../../conformance/bytes.js"
-import { testKeyValueStore } from "../../conformance/KeyValueStore.js"
+import { utf8 } from "../../../src/testing/bytes.js"
+import { testKeyValueStore } from "../../../src/testing/KeyValueStore.js"
 
 testKeyValueStore("memory", MemoryKeyValueStore.layer)
 

@@ -16,8 +16,8 @@ import { MetricsRegistry } from "../../../src/ports/MetricsRegistry.js"
 import { ImmutableObjectStore, MutableObjectStore } from "../../../src/ports/ObjectStore.js"
 import { RangeTracker } from "../../../src/ports/RangeTracker.js"
 import { ReplicaIndex } from "../../../src/ports/ReplicaIndex.js"
-import * as MetricKeys from "../../../src/runtime/MetricKeys.js"
-import { collect, randomBytes, sameBytes, utf8 } from "../../conformance/bytes.js"
+import * as MetricKeys from "../../../src/kit/MetricKeys.js"
+import { collect, randomBytes, sameBytes, utf8 } from "../../../src/testing/bytes.js"
 
 const loc = (text: string) => Either.getOrThrow(BlobLocator.parse(text))
 

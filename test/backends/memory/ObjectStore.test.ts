@@ -10,9 +10,9 @@ import * as MemoryObjectStore from "../../../src/backends/memory/MemoryObjectSto
 import * as BlobLocator from "../../../src/core/BlobLocator.js"
 import { BackendEvents } from "../../../src/ports/BackendEvents.js"
 import { ImmutableObjectStore, MutableObjectStore } from "../../../src/ports/ObjectStore.js"
-import * as Events from "../../../src/runtime/Events.js"
-import { chunked, collect, utf8 } from "../../conformance/bytes.js"
-import { testMutableObjectStore } from "../../conformance/ObjectStore.js"
+import * as Events from "../../../src/kit/Events.js"
+import { chunked, collect, utf8 } from "../../../src/testing/bytes.js"
+import { testMutableObjectStore } from "../../../src/testing/ObjectStore.js"
 
 testMutableObjectStore("memory", MemoryObjectStore.layer, { scheme: "mem", bucket: "test" })
 

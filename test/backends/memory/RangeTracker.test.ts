@@ -6,8 +6,8 @@ import * as MemoryKeyValueStore from "../../../src/backends/memory/MemoryKeyValu
 import * as RangeSet from "../../../src/core/RangeSet.js"
 import { KeyValueStore } from "../../../src/ports/KeyValueStore.js"
 import { RangeTracker } from "../../../src/ports/RangeTracker.js"
-import * as KvRangeTracker from "../../../src/runtime/KvRangeTracker.js"
-import { testRangeTracker } from "../../conformance/RangeTracker.js"
+import * as KvRangeTracker from "../../../src/kit/KvRangeTracker.js"
+import { testRangeTracker } from "../../../src/testing/RangeTracker.js"
 
 testRangeTracker("kv over memory", KvRangeTracker.layer.pipe(Layer.provide(MemoryKeyValueStore.layer)))
 

@@ -8,9 +8,9 @@ import { BinaryKey } from "../../../src/core/BinaryKey.js"
 import * as BlobLocator from "../../../src/core/BlobLocator.js"
 import { KeyValueStore } from "../../../src/ports/KeyValueStore.js"
 import { ReplicaIndex } from "../../../src/ports/ReplicaIndex.js"
-import * as KvReplicaIndex from "../../../src/runtime/KvReplicaIndex.js"
-import { utf8 } from "../../conformance/bytes.js"
-import { testReplicaIndex } from "../../conformance/ReplicaIndex.js"
+import * as KvReplicaIndex from "../../../src/kit/KvReplicaIndex.js"
+import { utf8 } from "../../../src/testing/bytes.js"
+import { testReplicaIndex } from "../../../src/testing/ReplicaIndex.js"
 
 testReplicaIndex("kv over memory", KvReplicaIndex.layer.pipe(Layer.provide(MemoryKeyValueStore.layer)))
 

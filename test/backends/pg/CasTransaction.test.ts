@@ -25,9 +25,9 @@ import { KeyValueStore } from "../../../src/ports/KeyValueStore.js"
 import { MutableObjectStore } from "../../../src/ports/ObjectStore.js"
 import { ReplicaIndex } from "../../../src/ports/ReplicaIndex.js"
 import { UnitOfWork } from "../../../src/ports/UnitOfWork.js"
-import * as BlobMeta from "../../../src/runtime/BlobMeta.js"
-import * as CasBlobStore from "../../../src/runtime/CasBlobStore.js"
-import { chunked, collect, randomBytes, sameBytes, utf8 } from "../../conformance/bytes.js"
+import * as BlobMeta from "../../../src/blobs/BlobMeta.js"
+import * as CasBlobStore from "../../../src/blobs/CasBlobStore.js"
+import { chunked, collect, randomBytes, sameBytes, utf8 } from "../../../src/testing/bytes.js"
 import { describePg, pgLayer, usePostgres } from "../../harness/postgres.js"
 
 usePostgres()

@@ -17,7 +17,7 @@ import * as PgErrors from "../../../src/backends/pg/PgErrors.js"
 import * as PgLayers from "../../../src/backends/pg/PgLayers.js"
 import { isTransientReason } from "../../../src/core/Errors.js"
 import { KeyValueStore } from "../../../src/ports/KeyValueStore.js"
-import { gate } from "../../conformance/capabilities.js"
+import { gate } from "../../../src/testing/capabilities.js"
 import { serverUrl, skipReason, usePostgres, withDatabase } from "../../harness/postgres.js"
 
 usePostgres()

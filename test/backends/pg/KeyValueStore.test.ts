@@ -10,8 +10,8 @@ import * as Option from "effect/Option"
 import * as PgLayers from "../../../src/backends/pg/PgLayers.js"
 import type { MetadataError } from "../../../src/core/Errors.js"
 import { del, KeyValueStore, put } from "../../../src/ports/KeyValueStore.js"
-import { utf8 } from "../../conformance/bytes.js"
-import { testKeyValueStore, uniquePrefix } from "../../conformance/KeyValueStore.js"
+import { utf8 } from "../../../src/testing/bytes.js"
+import { testKeyValueStore, uniquePrefix } from "../../../src/testing/KeyValueStore.js"
 import { describePg, pgLayer, skipReason, usePostgres } from "../../harness/postgres.js"
 
 usePostgres()

@@ -5,7 +5,7 @@ import { spawnSync } from "node:child_process"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { gate } from "../../conformance/capabilities.js"
+import { gate } from "../../../src/testing/capabilities.js"
 import { freshDatabase, skipReason, usePostgres } from "../../harness/postgres.js"
 
 usePostgres()

@@ -7,8 +7,8 @@ import { SqlClient } from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as RangeSet from "../../../src/core/RangeSet.js"
 import { RangeTracker } from "../../../src/ports/RangeTracker.js"
-import { uniquePrefix } from "../../conformance/KeyValueStore.js"
-import { testRangeTracker } from "../../conformance/RangeTracker.js"
+import { uniquePrefix } from "../../../src/testing/KeyValueStore.js"
+import { testRangeTracker } from "../../../src/testing/RangeTracker.js"
 import { describePg, pgLayer, skipReason, usePostgres } from "../../harness/postgres.js"
 
 usePostgres()

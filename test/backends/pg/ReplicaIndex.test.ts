@@ -9,7 +9,7 @@ import { BinaryKey } from "../../../src/core/BinaryKey.js"
 import * as BlobLocator from "../../../src/core/BlobLocator.js"
 import * as KvKey from "../../../src/core/KvKey.js"
 import { ReplicaIndex } from "../../../src/ports/ReplicaIndex.js"
-import { testReplicaIndex } from "../../conformance/ReplicaIndex.js"
+import { testReplicaIndex } from "../../../src/testing/ReplicaIndex.js"
 import { describePg, pgLayer, skipReason, usePostgres } from "../../harness/postgres.js"
 
 usePostgres()

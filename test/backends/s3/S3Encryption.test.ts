@@ -20,7 +20,7 @@ import type { Encryption, S3ClientOptions, S3Settings } from "../../../src/backe
 import * as S3ObjectStore from "../../../src/backends/s3/S3ObjectStore.js"
 import { BlobStore } from "../../../src/ports/BlobStore.js"
 import { MutableObjectStore } from "../../../src/ports/ObjectStore.js"
-import { chunked, collect, MiB, randomBytes, sameBytes, utf8 } from "../../conformance/bytes.js"
+import { chunked, collect, MiB, randomBytes, sameBytes, utf8 } from "../../../src/testing/bytes.js"
 import * as Harness from "../../harness/s3.js"
 import { eachServer, locatorMaker, putBytes, read, storeLayer, useServers } from "./fixtures.js"
 import { type Call, inject, spy } from "./sdk.js"

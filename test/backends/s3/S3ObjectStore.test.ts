@@ -4,8 +4,8 @@
  */
 import * as Layer from "effect/Layer"
 import * as S3ObjectStore from "../../../src/backends/s3/S3ObjectStore.js"
-import { skipReason } from "../../conformance/capabilities.js"
-import { testMutableObjectStore } from "../../conformance/ObjectStore.js"
+import { skipReason } from "../../../src/testing/capabilities.js"
+import { testMutableObjectStore } from "../../../src/testing/ObjectStore.js"
 import * as Harness from "../../harness/s3.js"
 import { useServers } from "./fixtures.js"
 

@@ -16,7 +16,7 @@ import * as Stream from "effect/Stream"
 import { randomUUID } from "node:crypto"
 import { S3ClientInstance } from "../../../src/backends/s3/S3Client.js"
 import { MutableObjectStore } from "../../../src/ports/ObjectStore.js"
-import { firstDifference, MiB, randomBytes, sameBytes } from "../../conformance/bytes.js"
+import { firstDifference, MiB, randomBytes, sameBytes } from "../../../src/testing/bytes.js"
 import { eachServer, locatorMaker, read, storeLayer, useServers } from "./fixtures.js"
 import { spy } from "./sdk.js"
 

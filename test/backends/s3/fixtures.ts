@@ -18,10 +18,10 @@ import { type BackendEvent, BackendEvents } from "../../../src/ports/BackendEven
 import type { BlobStore } from "../../../src/ports/BlobStore.js"
 import { MetricsRegistry, type MetricTags } from "../../../src/ports/MetricsRegistry.js"
 import { ImmutableObjectStore, MutableObjectStore } from "../../../src/ports/ObjectStore.js"
-import * as Events from "../../../src/runtime/Events.js"
-import * as Metrics from "../../../src/runtime/Metrics.js"
-import { chunked, collect } from "../../conformance/bytes.js"
-import { type Capability, gate } from "../../conformance/capabilities.js"
+import * as Events from "../../../src/kit/Events.js"
+import * as Metrics from "../../../src/kit/Metrics.js"
+import { chunked, collect } from "../../../src/testing/bytes.js"
+import { type Capability, gate } from "../../../src/testing/capabilities.js"
 import * as Harness from "../../harness/s3.js"
 
 /** Registers the file-level `afterAll` that stops the servers this file started; call once at the top of a test file. */

@@ -10,8 +10,8 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { isTransient } from "../../../core/Errors.js"
-import type * as Instrument from "../../../runtime/Instrument.js"
-import type * as Retry from "../../../runtime/Retry.js"
+import type * as Instrument from "../../../kit/Instrument.js"
+import type * as Retry from "../../../kit/Retry.js"
 
 /**
  * Runs `effect` in a transaction, or in a savepoint of the transaction the

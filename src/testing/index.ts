@@ -1,0 +1,13 @@
+/**
+ * The conformance suites, one per port, for anyone writing a backend: each
+ * is a function of the backend's `Layer` and its capabilities, to be called
+ * from an `@effect/vitest` test file (a gap the backend declares shows as a
+ * skipped test with its reason).
+ */
+export * from "./capabilities.js"
+export { type BlobStoreCapabilities, testBlobStore } from "./BlobStore.js"
+export { type KeyValueStoreCapabilities, testKeyValueStore } from "./KeyValueStore.js"
+export { type ObjectStoreCapabilities, testImmutableObjectStore, testMutableObjectStore } from "./ObjectStore.js"
+export { type RangeTrackerCapabilities, testRangeTracker } from "./RangeTracker.js"
+export { type ReplicaIndexCapabilities, testReplicaIndex } from "./ReplicaIndex.js"
+export { testUploads, type UploadsFixture } from "./Uploads.js"
