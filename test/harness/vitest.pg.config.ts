@@ -12,6 +12,7 @@ export default defineConfig({
     ...base.test,
     // Replaces (mergeConfig would append to) the base list.
     include: ["test/backends/pg/**/*.test.ts"],
-    globalSetup: ["test/harness/pgGlobalSetup.ts"]
+    // MigrateCli.test.ts runs the built CLI.
+    globalSetup: ["test/harness/buildGlobalSetup.ts", "test/harness/pgGlobalSetup.ts"]
   }
 })
