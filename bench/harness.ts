@@ -4,9 +4,22 @@
  * ratio of the medians and the min-max spread, printed as one `BENCH {...}`
  * line per comparison plus a short human line.
  */
-import { spawn } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { randomFillSync } from "node:crypto"
 import * as fs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+/**
+ * bin/graviton.js, with the CLI built first when a source is newer than the last build (the
+ * command runs dist/cli, not the sources).
+ */
+export const cliBin = (): string => {
+  const root = path.join(path.dirname(fileURLToPath(import.meta.url)), "..")
+  const built = spawnSync(process.execPath, [path.join(root, "scripts", "build.mjs"), "--if-stale"], { stdio: "inherit" })
+  if (built.status !== 0) throw new Error(`the build failed (exit ${built.status})`)
+  return path.join(root, "bin", "graviton.js")
+}
 
 /** True under BENCH_QUICK=1: shrink sizes and counts for a smoke run. */
 export const quick: boolean = process.env.BENCH_QUICK === "1"

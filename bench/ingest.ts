@@ -11,7 +11,7 @@
  *
  * for both layouts (monolithic, chunked). Each `graviton` run is a child
  * process with a fresh home (put) or a prepared one (get), so its figure
- * includes Node + tsx start-up; the same work is also measured in this
+ * includes Node + CLI start-up; the same work is also measured in this
  * process (`inprocess`) to separate start-up from throughput. Peak RSS is
  * measured on separate CLI processes (GNU time).
  *
@@ -31,7 +31,6 @@ import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import * as EmbeddedLayers from "../src/stores/EmbeddedLayers.js"
 import * as Io from "../src/cli/io.js"
 import * as Stores from "../src/cli/stores.js"
@@ -46,7 +45,7 @@ const size = Bench.size(1024 * MiB, 64 * MiB)
 const runs = Bench.size(5, 3)
 const algorithm: HashAlgorithm = process.env.BENCH_ALGORITHM === "blake3" ? "blake3" : "sha256"
 const layouts = (process.env.BENCH_LAYOUTS ?? "monolithic,chunked").split(",") as Array<"monolithic" | "chunked">
-const bin = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "bin", "graviton.js")
+const bin = Bench.cliBin()
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "graviton-bench-ingest-"))
 const label = `${size / MiB}MiB`
 

@@ -25,7 +25,6 @@ import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import * as EmbeddedLayers from "../src/stores/EmbeddedLayers.js"
 import { readPool, readRange, spansToSend } from "../src/cli/commands/upload.js"
 import * as Io from "../src/cli/io.js"
@@ -44,7 +43,7 @@ const MiB = 1024 * 1024
 const size = Bench.size(1024 * MiB, 64 * MiB)
 const label = `${size / MiB}MiB`
 const PARALLEL = 4
-const bin = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "bin", "graviton.js")
+const bin = Bench.cliBin()
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "graviton-bench-uploads-"))
 const stores = (process.env.BENCH_UPLOAD_STORES ?? "embedded,s3").split(",")
 /** BENCH_UPLOAD_PARTS=throughput or =resume runs only that half. */
