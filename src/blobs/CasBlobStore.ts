@@ -10,7 +10,10 @@
  *   finalizing step one transaction across those ports (see records.atomically),
  * - MetricsRegistry and BackendEvents, when present, get metrics and events.
  *
- * This module is the public surface; each concern is a module of top-level
+ * Plan checks, the size guard, the expected-key check, verification of
+ * reads and the reporting of every call are the BlobStore protocol's
+ * (kit/BlobStoreProtocol); this store supplies its storage decisions. This
+ * module is the public surface; each concern is a module of top-level
  * functions over one context record (context.ts):
  *
  *   putMonolithic  a put into one staging object, moved to its content address
@@ -33,66 +36,54 @@
  * that fails, the put fails although the blob is stored (a retry reports it
  * deduplicated); with one, the failure undoes the publication as well.
  */
-import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
-import * as Sink from "effect/Sink"
-import type { BlobError } from "../core/Errors.js"
-import * as Hashing from "../core/Hashing.js"
-import type { BlobWritePlan, BlobWriteResult } from "../core/Models.js"
 import { BlobAssembly } from "../ports/BlobAssembly.js"
 import { BlobStore } from "../ports/BlobStore.js"
 import type { KeyValueStore } from "../ports/KeyValueStore.js"
 import type { MutableObjectStore } from "../ports/ObjectStore.js"
 import type { ReplicaIndex } from "../ports/ReplicaIndex.js"
+import * as BlobStoreProtocol from "../kit/BlobStoreProtocol.js"
 import { uploadsPrefix } from "./addresses.js"
 import { assemble } from "./assemble.js"
 import * as Cas from "./context.js"
-import { del } from "./delete.js"
+import { remove } from "./delete.js"
+import { BACKEND } from "./errors.js"
 import { list, stat } from "./list.js"
 import type { Options } from "./options.js"
-import { checkExpected, checkPlan, guard, report } from "./plan.js"
 import * as PutChunked from "./putChunked.js"
 import * as PutMonolithic from "./putMonolithic.js"
-import { get } from "./read.js"
+import { read } from "./read.js"
 
 export { MANIFEST_SCHEME } from "./addresses.js"
 export { chunked, defaults, type Layout, monolithic, type Options } from "./options.js"
 
-/** Hashes and guards the input into the staging of the configured layout, then publishes and reports. */
-const put = (cas: Cas.Cas) => (plan?: BlobWritePlan): Sink.Sink<BlobWriteResult, Uint8Array, never, BlobError> =>
-  Sink.unwrapScoped(
-    Effect.gen(function*() {
-      const s = yield* cas.settings
-      const checked = yield* checkPlan(plan, s.algorithm)
-      const startedAt = yield* Clock.currentTimeNanos
-      const hasher = yield* Hashing.makeHasher(checked.algorithm)
-      const staging = s.layout._tag === "Chunked"
-        ? yield* PutChunked.stage(cas, s, checked, s.layout)
-        : yield* PutMonolithic.stage(cas, s, checked)
-      return staging.sink.pipe(
-        Sink.mapInputChunksEffect(guard(checked, hasher)),
-        Sink.mapEffect(() =>
-          Effect.gen(function*() {
-            const key = hasher.key()
-            yield* checkExpected(checked, key)
-            const published = yield* staging.publish(key)
-            return yield* report(cas.instrument, key, published, startedAt, published.blocks, published.bytesWritten)
-          })
-        )
-      )
-    })
-  ).pipe(cas.instrument.observeSink("put"))
+/** The storage decisions the BlobStore protocol asks for; invalid options fail every put in `stage`. */
+const raw = (cas: Cas.Cas): BlobStoreProtocol.Raw => ({
+  backend: BACKEND,
+  algorithm: Either.match(cas.settings, { onLeft: () => undefined, onRight: (s) => s.algorithm }),
+  stage: (plan) =>
+    Effect.flatMap(cas.settings, (s) =>
+      s.layout._tag === "Chunked" ? PutChunked.stage(cas, s, plan, s.layout) : PutMonolithic.stage(cas, s, plan)),
+  read: read(cas),
+  stat: stat(cas),
+  delete: remove(cas),
+  list: list(cas)
+})
 
-/** The store and its BlobAssembly, over one context. */
+/** The store (the protocol over `raw`) and its BlobAssembly, over one context. */
 const build = (options: Options) =>
-  Effect.map(Cas.make(options), (cas) => ({
-    store: BlobStore.of({ put: put(cas), get: get(cas), stat: stat(cas), delete: del(cas), list: list(cas) }),
-    assembly: BlobAssembly.of({ stagingPrefix: uploadsPrefix(cas.settings), assemble: assemble(cas) })
-  }))
+  Effect.gen(function*() {
+    const cas = yield* Cas.make(options)
+    return {
+      store: yield* BlobStoreProtocol.make(raw(cas), cas.instrument),
+      assembly: BlobAssembly.of({ stagingPrefix: uploadsPrefix(cas.settings), assemble: assemble(cas) })
+    }
+  })
 
 /**
  * Builds a CasBlobStore over the object store, key-value store and replica

@@ -19,14 +19,14 @@ import type * as BlobLocator from "../core/BlobLocator.js"
 import * as Hashing from "../core/Hashing.js"
 import type { BlobWritePlan } from "../core/Models.js"
 import type { AssemblyPart } from "../ports/BlobAssembly.js"
+import { checkExpected, checkPlan, type CheckedPlan, reportPut } from "../kit/BlobStoreProtocol.js"
 import { reportedLocator, sameLocator } from "./addresses.js"
 import type * as BlobMeta from "./BlobMeta.js"
 import { adoptBlock, CONCURRENCY, type Held, releaseUnowned } from "./blocks.js"
 import type { Cas } from "./context.js"
-import { fail, fromPortError } from "./errors.js"
+import { BACKEND, fail, fromPortError } from "./errors.js"
 import { discard } from "./objects.js"
 import type { Settings } from "./options.js"
-import { checkExpected, checkPlan, type CheckedPlan, report } from "./plan.js"
 import { publishChunked, publishMonolithic } from "./publish.js"
 import { readBlob } from "./records.js"
 import { PARALLEL_BLOCKS } from "./putChunked.js"
@@ -142,7 +142,8 @@ const adopt = (
     const existing = Option.getOrUndefined((yield* readBlob(cas, "assemble", key)).record)
     if (existing?._tag === "Live") {
       yield* Effect.forEach(blocks, (b) => discard(cas, b.source, "the blob is already stored"), { concurrency: CONCURRENCY, discard: true })
-      return yield* report(cas.instrument, key, { locator: reportedLocator(key, existing), deduplicated: true }, startedAt, 0, 0)
+      const found = { locator: reportedLocator(key, existing), deduplicated: true, bytesWritten: 0, blocks: 0 }
+      return yield* reportPut(cas.instrument, key, found, startedAt)
     }
     if (blocks.length === 1 && s.layout._tag === "Monolithic") {
       // The whole content in one object: it becomes the blob itself, as a monolithic put's staging does.
@@ -150,21 +151,21 @@ const adopt = (
       const place = { source }
       const stored = yield* publishMonolithic(cas, s, key, place, contentType)
       if (sameLocator(place.source, source)) yield* discard(cas, source, "the blob is already stored")
-      return yield* report(cas.instrument, key, stored, startedAt, 1, 0)
+      return yield* reportPut(cas.instrument, key, { ...stored, bytesWritten: 0 }, startedAt)
     }
     const manifest = yield* adoptBlocks(cas, s, blocks, held)
     const stored = yield* publishChunked(cas, s, key, manifest, contentType, onOwned)
-    return yield* report(cas.instrument, key, stored, startedAt, manifest.length, 0)
+    return yield* reportPut(cas.instrument, key, { ...stored, bytesWritten: 0, blocks: manifest.length }, startedAt)
   })
 
 /** The blob made of staged objects: see the module comment and BlobAssembly. */
 export const assemble = (cas: Cas) => (parts: ReadonlyArray<AssemblyPart>, plan?: BlobWritePlan, known?: BinaryKey.BinaryKey) =>
   Effect.gen(function*() {
     const s = yield* cas.settings
-    const checked = yield* checkPlan(plan, s.algorithm)
+    const checked = yield* checkPlan(BACKEND, plan, s.algorithm, "assemble")
     const startedAt = yield* Clock.currentTimeNanos
     const hashed = yield* hashParts(cas, parts, checked, known)
-    yield* checkExpected(checked, hashed.key)
+    yield* checkExpected(BACKEND, checked, hashed.key, "assemble")
     const held: Held = new Map()
     let owned = false
     const adopted = adopt(cas, s, hashed, checked.contentType, startedAt, held, () => {

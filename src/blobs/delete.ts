@@ -1,5 +1,5 @@
 /**
- * BlobStore.delete. A monolithic blob is hidden first (its record becomes
+ * Deleting a blob. A monolithic blob is hidden first (its record becomes
  * Deleting), then its object and replica entry are removed, then the record;
  * no put moves bytes to the address while the tombstone stands. Deleting a
  * chunked blob releases its block references and removes its record in one
@@ -10,13 +10,10 @@ import * as Option from "effect/Option"
 import { randomUUID } from "node:crypto"
 import * as BinaryKey from "../core/BinaryKey.js"
 import type * as BlobLocator from "../core/BlobLocator.js"
-import { BlobDeleted } from "../ports/BackendEvents.js"
-import * as Events from "../kit/Events.js"
 import * as BlobMeta from "./BlobMeta.js"
 import { releaseBlocks } from "./blocks.js"
 import { type Cas, isStale, now } from "./context.js"
-import { BACKEND, fromPortError } from "./errors.js"
-import { checkKey } from "./plan.js"
+import { fromPortError } from "./errors.js"
 import { compareAndSet, type Read, readBlob } from "./records.js"
 
 /** Removes a hidden monolithic blob's object and replica entry, then its tombstone. */
@@ -54,8 +51,11 @@ const deleteMonolithic = (
   )
 }
 
-/** Deletes a blob; true when this call removed it (false: absent, or another call is removing it). */
-const remove = (cas: Cas, key: BinaryKey.BinaryKey) =>
+/**
+ * Deletes a blob; true when this call removed it (false: absent, or another
+ * call is removing it), so that exactly one BlobDeleted event is published.
+ */
+export const remove = (cas: Cas) => (key: BinaryKey.BinaryKey) =>
   Effect.gen(function*() {
     const kvKey = BlobMeta.blobKey(key)
     const token = randomUUID()
@@ -77,11 +77,3 @@ const remove = (cas: Cas, key: BinaryKey.BinaryKey) =>
       if (yield* deleteMonolithic(cas, key, read, live, live.storage.locator, token, at)) return true
     }
   })
-
-export const del = (cas: Cas) => (key: BinaryKey.BinaryKey) =>
-  Effect.gen(function*() {
-    const k = yield* checkKey("delete", key)
-    if (yield* remove(cas, k)) {
-      yield* cas.instrument.publish(new BlobDeleted({ backend: BACKEND, at: yield* Events.now, key: BinaryKey.render(k) }))
-    }
-  }).pipe(cas.instrument.observe("delete"))

@@ -10,7 +10,6 @@ import { reportedLocator } from "./addresses.js"
 import * as BlobMeta from "./BlobMeta.js"
 import type { Cas } from "./context.js"
 import { corrupt, fromPortError } from "./errors.js"
-import { checkKey } from "./plan.js"
 import { readBlob } from "./records.js"
 
 const toStat = (key: BinaryKey.BinaryKey, live: BlobMeta.Live): BlobStat => ({
@@ -24,11 +23,7 @@ const liveStat = (key: BinaryKey.BinaryKey, record: BlobMeta.BlobRecord): Option
   record._tag === "Live" ? Option.some(toStat(key, record)) : Option.none()
 
 export const stat = (cas: Cas) => (key: BinaryKey.BinaryKey) =>
-  Effect.gen(function*() {
-    const k = yield* checkKey("stat", key)
-    const { record } = yield* readBlob(cas, "stat", k)
-    return Option.flatMap(record, (r) => liveStat(k, r))
-  }).pipe(cas.instrument.observe("stat"))
+  Effect.map(readBlob(cas, "stat", key), ({ record }) => Option.flatMap(record, (r) => liveStat(key, r)))
 
 /** Decodes one `blobs/` entry of the KV store; an unreadable one fails the listing with Corrupted. */
 const decodeEntry = ([kvKey, bytes]: readonly [string, Uint8Array]) =>
@@ -45,6 +40,5 @@ export const list = (cas: Cas): Stream.Stream<BlobStat, BlobError> =>
   cas.kv.list(BlobMeta.BLOBS).pipe(
     Stream.mapError(fromPortError("list")),
     Stream.mapEffect(decodeEntry),
-    Stream.filterMap((s) => s),
-    cas.instrument.observeStream("list")
+    Stream.filterMap((s) => s)
   )

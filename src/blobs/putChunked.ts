@@ -22,14 +22,13 @@ import type * as BlobLocator from "../core/BlobLocator.js"
 import type { BlobError } from "../core/Errors.js"
 import * as Hashing from "../core/Hashing.js"
 import * as Lending from "../core/Lending.js"
+import type { CheckedPlan, Published, Staging } from "../kit/BlobStoreProtocol.js"
 import * as BlobMeta from "./BlobMeta.js"
 import { acquireBlock, type Held, releaseUnowned } from "./blocks.js"
 import * as Chunker from "./Chunker.js"
 import type { Cas } from "./context.js"
 import type { Settings } from "./options.js"
-import type { CheckedPlan } from "./plan.js"
 import { publishChunked } from "./publish.js"
-import type { Staging } from "./staging.js"
 
 /** Blocks of one put being stored at once (each holds up to `max` bytes in memory). */
 export const PARALLEL_BLOCKS = 4
@@ -113,7 +112,7 @@ const consume = (put: ChunkedPut) => (chunks: Chunk.Chunk<Uint8Array>) =>
     return Effect.forEach(blocks, (b) => storeBlock(put, b), { discard: true })
   }, { discard: true })
 
-/** Stores the last block, waits for every block and publishes the blob record. */
+/** Stores the last block, waits for every block and publishes the blob record (the key has matched the plan). */
 const publish = (put: ChunkedPut, key: BinaryKey.BinaryKey, contentType: string | undefined) =>
   Effect.gen(function*() {
     const last = put.chunker.flush()
@@ -123,7 +122,7 @@ const publish = (put: ChunkedPut, key: BinaryKey.BinaryKey, contentType: string 
     const stored = yield* publishChunked(put.cas, put.settings, key, manifest, contentType, () => {
       put.owned = true
     })
-    return { ...stored, bytesWritten: put.newBytes, blocks: manifest.length }
+    return { ...stored, bytesWritten: put.newBytes, blocks: manifest.length } satisfies Published
   })
 
 /**

@@ -1,21 +1,19 @@
 /**
- * Monolithic put: bytes stream into a staging object while they are hashed
- * (and counted against `maxSize`, which fails at once). When the input ends
- * the key is known; a key other than `plan.expectedKey` fails and stores
- * nothing. The staging object then becomes the blob (see publish). A put
+ * Monolithic put: the input (hashed and size-checked by the BlobStore
+ * protocol) streams into a staging object. Once the input has ended and its
+ * key matched the plan, the staging object becomes the blob (see publish). A put
  * that finds the blob stored, fails or is interrupted removes its staging
  * object and leaves no record.
  */
 import * as Effect from "effect/Effect"
 import * as Sink from "effect/Sink"
+import type { CheckedPlan, Staging } from "../kit/BlobStoreProtocol.js"
 import { sameLocator, stagingLocator } from "./addresses.js"
 import type { Cas } from "./context.js"
 import { fromPortError } from "./errors.js"
 import { discard } from "./objects.js"
 import type { Settings } from "./options.js"
-import type { CheckedPlan } from "./plan.js"
 import { type Place, publishMonolithic } from "./publish.js"
-import type { Staging } from "./staging.js"
 
 /** Opens a monolithic put; the staging object is removed when the put's scope closes, unless it became the blob. */
 export const stage = (cas: Cas, s: Settings, plan: CheckedPlan) =>

@@ -1,30 +1,24 @@
 /**
- * Reads, of both layouts. A full read is re-hashed as it flows and fails
- * with Corrupted at the end when the bytes do not match the key: every byte
- * before that failure has already been emitted, so a caller that must not
- * keep bad data writes to a temporary place and keeps it only on success.
- * A ranged read of a monolithic blob cannot be checked against a digest of
- * the whole: it is returned as stored and fails with Corrupted only when the
- * object is shorter than the record says. A ranged read of a chunked blob
- * fetches only the blocks it overlaps, each whole, checks each against its
- * block key before emitting any of its bytes, then emits the requested slice.
+ * Reads, of both layouts: the bytes as stored, which the BlobStore protocol
+ * verifies (a full read re-hashed, a ranged one length-checked). A ranged
+ * read of a chunked blob does better: it fetches only the blocks it
+ * overlaps, each whole, checks each against its block key before emitting
+ * any of its bytes, then emits the requested slice. An object of a live
+ * blob found missing is Corrupted, unless the blob was deleted meanwhile.
  */
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type * as BinaryKey from "../core/BinaryKey.js"
 import type * as BlobLocator from "../core/BlobLocator.js"
 import type { ObjectStoreError } from "../core/Errors.js"
 import * as Hashing from "../core/Hashing.js"
-import * as RangeSet from "../core/RangeSet.js"
+import type { ReadRange } from "../kit/BlobStoreProtocol.js"
 import * as BlobMeta from "./BlobMeta.js"
 import type { Cas } from "./context.js"
-import { corrupted, fail, fromPortError, invalid } from "./errors.js"
-import { checkKey } from "./plan.js"
+import { corrupted, fail, fromPortError } from "./errors.js"
 import { readBlob, sameBytes } from "./records.js"
-import { verifyLength, verifyWhole } from "./verify.js"
 
 /** The blob record as a read found it: `raw` tells a deleted blob from lost bytes (see `whenMissing`). */
 interface Found {
@@ -51,7 +45,7 @@ const whenMissing = (cas: Cas, found: Found, ranged: boolean) => (e: ObjectStore
     : Effect.fail(fromPortError("get")(e))
 
 /** One object of the blob, its errors mapped by `whenMissing`. */
-const readObject = (cas: Cas, found: Found, locator: BlobLocator.BlobLocator, range?: { start: number; end: number }) =>
+const readObject = (cas: Cas, found: Found, locator: BlobLocator.BlobLocator, range?: ReadRange) =>
   cas.objects.get(locator, range).pipe(
     Stream.catchAll((e) => Stream.fromEffect(whenMissing(cas, found, range !== undefined)(e)))
   )
@@ -99,26 +93,21 @@ const readBlocks = (cas: Cas, found: Found, blocks: ReadonlyArray<BlobMeta.Block
   )
 }
 
-/** The bytes of `[start, end)` of a live blob stored as `storage`. */
-const readStorage = (cas: Cas, found: Found, storage: BlobMeta.Storage, start: number, end: number) => {
-  const whole = start === 0 && end === found.key.size
-  if (storage._tag === "Monolithic") {
-    if (whole) return verifyWhole(found.key, readObject(cas, found, storage.locator))
-    return verifyLength(found.key, end - start, readObject(cas, found, storage.locator, { start, end }))
-  }
-  if (!whole) return readBlocks(cas, found, storage.blocks, start, end)
-  return verifyWhole(found.key, Stream.flatMap(Stream.fromIterable(storage.blocks), (b) => readObject(cas, found, b.locator)))
+/** The bytes of `range` of a live blob stored as `storage`. */
+const readStorage = (cas: Cas, found: Found, storage: BlobMeta.Storage, range: ReadRange) => {
+  const whole = range.start === 0 && range.end === found.key.size
+  if (storage._tag === "Monolithic") return readObject(cas, found, storage.locator, whole ? undefined : range)
+  if (!whole) return readBlocks(cas, found, storage.blocks, range.start, range.end)
+  return Stream.flatMap(Stream.fromIterable(storage.blocks), (b) => readObject(cas, found, b.locator))
 }
 
-/** BlobStore.get: see the module comment. */
-export const get = (cas: Cas) => (key: BinaryKey.BinaryKey, range?: RangeSet.ByteRange) =>
+/** The protocol's `read`: see the module comment. */
+export const read = (cas: Cas) => (key: BinaryKey.BinaryKey, range: ReadRange) =>
   Stream.unwrap(
     Effect.gen(function*() {
-      const k = yield* checkKey("get", key)
-      const { raw, record } = yield* readBlob(cas, "get", k)
+      const { raw, record } = yield* readBlob(cas, "get", key)
       const live = Option.getOrUndefined(record)
-      if (live?._tag !== "Live") return yield* fail("NotFound", "get", `no blob ${k}`)
-      const [start, end] = yield* Either.mapLeft(RangeSet.resolveRange(range, k.size), invalid("get"))
-      return readStorage(cas, { key: k, raw }, live.storage, start, end)
+      if (live?._tag !== "Live") return yield* fail("NotFound", "get", `no blob ${key}`)
+      return readStorage(cas, { key, raw }, live.storage, range)
     })
-  ).pipe(cas.instrument.observeStream("get"))
+  )
