@@ -6,7 +6,7 @@
  *
  * Values are small JSON documents with a version field, so that they stay
  * readable with any KV tool and can evolve. A blob record is in one of
- * three states (the state machine is described in CasBlobStore):
+ * three states (the state machine is described in publish.ts):
  *
  * - Live: the blob is stored (with a random id of this publication). Monolithic: one object at `locator`.
  *   Chunked: the manifest, i.e. its blocks in order. Each block is stored

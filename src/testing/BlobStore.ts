@@ -4,7 +4,7 @@
  *
  * ```ts
  * import { testBlobStore } from "../../conformance/BlobStore.js"
- * testBlobStore("cas over fs", CasBlobStore.layer.pipe(Layer.provide(fs)), {
+ * testBlobStore("cas over fs", CasBlobStore.layer().pipe(Layer.provide(fs)), {
  *   concurrentDedup: unsupported("two racing puts may both write")
  * })
  * ```
