@@ -7,14 +7,19 @@ import type { BlobLocator, LocatorPrefix } from "../core/BlobLocator.js"
 import type { ObjectStoreError } from "../core/Errors.js"
 import type { ObjectStat, PutOptions } from "../core/Models.js"
 import type { ByteRange } from "../core/RangeSet.js"
+import type { ObjectStoreCapabilities } from "./ObjectStoreCapabilities.js"
+
+export type { ObjectStoreCapabilities, ObjectStoreFeature, ServerSideEncryption } from "./ObjectStoreCapabilities.js"
 
 /** Read side of an object store. */
 export interface ImmutableObjectStoreShape {
+  /** What this store can do (a plain value, fixed when the store is built); see ObjectStoreCapabilities. */
+  readonly capabilities: ObjectStoreCapabilities
   /** Size and metadata of the object; None when absent. */
   readonly head: (locator: BlobLocator) => Effect.Effect<Option.Option<ObjectStat>, ObjectStoreError>
   /** Streams every object whose path starts with the prefix, in UTF-8 byte order of path, without loading the listing. */
   readonly list: (prefix: LocatorPrefix) => Stream.Stream<ObjectStat, ObjectStoreError>
-  /** Streams the bytes (or a range, see ByteRange); missing → NotFound, bad range → InvalidInput. */
+  /** Streams the bytes (or a range, see ByteRange, where `capabilities.rangedRead`); missing → NotFound, bad range → InvalidInput. */
   readonly get: (locator: BlobLocator, range?: ByteRange) => Stream.Stream<Uint8Array, ObjectStoreError>
 }
 
