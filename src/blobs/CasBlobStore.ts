@@ -120,7 +120,7 @@ import { type AssemblyPart, BlobAssembly } from "../ports/BlobAssembly.js"
 import { BlobStore } from "../ports/BlobStore.js"
 import { KeyValueStore, type KvCheck, type KvWrite } from "../ports/KeyValueStore.js"
 import * as KV from "../ports/KeyValueStore.js"
-import { MutableObjectStore } from "../ports/ObjectStore.js"
+import { getRange, MutableObjectStore } from "../ports/ObjectStore.js"
 import { ReplicaIndex } from "../ports/ReplicaIndex.js"
 import { UnitOfWork } from "../ports/UnitOfWork.js"
 import * as BlobMeta from "./BlobMeta.js"
@@ -726,6 +726,11 @@ const build = (options: Options) =>
 
     const putMonolithic = (s: Settings, plan: CheckedPlan) =>
       Effect.gen(function*() {
+        // A blob is one object here: refuse before the first byte what the store cannot hold.
+        const largest = objects.capabilities.maxObjectSize
+        if (largest !== undefined && plan.expectedKey !== undefined && plan.expectedKey.size > largest) {
+          return yield* fail("InvalidInput", "put", `${plan.expectedKey} is larger than the object store's largest object (${largest} bytes); the chunked layout has no such limit`)
+        }
         const startedAt = yield* Clock.currentTimeNanos
         const hasher = yield* Hashing.makeHasher(plan.algorithm)
         const staging = yield* locatorIn("put", s, `${s.stagingPrefix}/${randomUUID()}`)
@@ -1062,7 +1067,8 @@ const build = (options: Options) =>
           const whole = start === 0 && end === k.size
           const storage = live.storage
           if (storage._tag === "Monolithic") {
-            const bytes = objects.get(storage.locator, whole ? undefined : { start, end }).pipe(
+            // Through getRange: a store without ranged reads serves the whole object, cut here.
+            const bytes = getRange(objects, storage.locator, whole ? undefined : { start, end }).pipe(
               Stream.catchAll((e) => Stream.fromEffect(whenMissing(k, raw, !whole)(e)))
             )
             if (whole) return verifyWhole(k, bytes)
