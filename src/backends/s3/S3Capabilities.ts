@@ -1,8 +1,8 @@
 /**
  * What the S3 object store declares it can do, from its settings: S3 has no
  * rename (move is a server-side copy, then a delete), copies server side,
- * uploads large objects in parts, and honours `If-None-Match: *` unless the
- * endpoint cannot (`conditionalWrites` off, or declared unsupported). The
+ * uploads large objects in parts, and honours `If-None-Match: *` unless
+ * `conditionalWrites` is off. The
  * encryption is the configured one; `unsupported` removes what an
  * S3-compatible endpoint lacks.
  */

@@ -107,8 +107,9 @@ export interface S3ClientOptions {
   /**
    * Features the endpoint lacks although S3 has them (an S3-compatible
    * server): the object store's declared capabilities leave them out, so
-   * the declaration stays true there. "conditionalWrite" also stops
-   * `If-None-Match` being sent; "encryption" declares none applied.
+   * the declaration stays true there (a create-only object put then fails
+   * with Unsupported); "encryption" declares none applied. It changes no
+   * request: `conditionalWrites` decides whether `If-None-Match` is sent.
    * Default none (AWS S3).
    */
   readonly unsupported?: ReadonlyArray<S3Unsupported> | undefined
@@ -228,7 +229,7 @@ export const resolve = (options: S3ClientOptions): Either.Either<S3Settings, Obj
       socketTimeout: Duration.decode(options.socketTimeout ?? "2 minutes"),
       multipartCopyThreshold,
       copyPartSize,
-      conditionalWrites: (options.conditionalWrites ?? true) && !unsupported.includes("conditionalWrite"),
+      conditionalWrites: options.conditionalWrites ?? true,
       payloadSigning,
       retrySchedule: Option.fromNullable(options.retrySchedule),
       unsupported

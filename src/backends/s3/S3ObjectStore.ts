@@ -120,6 +120,7 @@ const ANY_SIZE = Number.MAX_SAFE_INTEGER
 /** The object store over `ops` (one client, one Instrument). */
 export const fromOps = (ops: Ops): MutableObjectStoreShape => {
   const { instrument, settings } = ops
+  const capabilities = S3Capabilities.of(settings)
   const located = (method: string, l: BlobLocator.BlobLocator) => locate(settings, method, l)
 
   const head: MutableObjectStoreShape["head"] = (locator) =>
@@ -148,7 +149,7 @@ export const fromOps = (ops: Ops): MutableObjectStoreShape => {
       const at = yield* located("put", locator)
       yield* checkOptions("put", options)
       const ifAbsent = options?.ifAbsent === true
-      if (ifAbsent && !settings.conditionalWrites) {
+      if (ifAbsent && !capabilities.conditionalWrite) {
         return yield* fail("put", "Unsupported", `${at.text}: this endpoint takes no conditional writes (If-None-Match)`)
       }
       const headers = { contentType: options?.contentType, metadata: options?.metadata }
@@ -237,7 +238,6 @@ export const fromOps = (ops: Ops): MutableObjectStoreShape => {
 
   // The put of bytes within one part is already a single PutObject.
   const write = writeThroughPut(put)
-  const capabilities = S3Capabilities.of(settings)
   return { capabilities, head, list, get, put, write, delete: del, copy: transfer("copy"), move: transfer("move") }
 }
 
