@@ -10,7 +10,7 @@ import * as Sink from "effect/Sink"
 import type { CheckedPlan, Staging } from "../kit/BlobStoreProtocol.js"
 import { sameLocator, stagingLocator } from "./addresses.js"
 import type { Cas } from "./context.js"
-import { fromPortError } from "./errors.js"
+import { fail, fromPortError } from "./errors.js"
 import { discard } from "./objects.js"
 import type { Settings } from "./options.js"
 import { type Place, publishMonolithic } from "./publish.js"
@@ -18,6 +18,15 @@ import { type Place, publishMonolithic } from "./publish.js"
 /** Opens a monolithic put; the staging object is removed when the put's scope closes, unless it became the blob. */
 export const stage = (cas: Cas, s: Settings, plan: CheckedPlan) =>
   Effect.gen(function*() {
+    // A blob is one object here: refuse before the first byte what the store cannot hold.
+    const largest = cas.objects.capabilities.maxObjectSize
+    if (largest !== undefined && plan.expectedKey !== undefined && plan.expectedKey.size > largest) {
+      return yield* fail(
+        "InvalidInput",
+        "put",
+        `${plan.expectedKey} is larger than the object store's largest object (${largest} bytes); the chunked layout has no such limit`
+      )
+    }
     const staging = yield* stagingLocator(s)
     const place: Place = { source: staging }
     // Failed, interrupted or deduplicated: the staged bytes are not needed (a moved object is never removed here).

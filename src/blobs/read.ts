@@ -15,6 +15,7 @@ import type * as BlobLocator from "../core/BlobLocator.js"
 import type { ObjectStoreError } from "../core/Errors.js"
 import * as Hashing from "../core/Hashing.js"
 import type { ReadRange } from "../kit/BlobStoreProtocol.js"
+import { getRange } from "../ports/ObjectStore.js"
 import * as BlobMeta from "./BlobMeta.js"
 import type { Cas } from "./context.js"
 import { corrupted, fail, fromPortError } from "./errors.js"
@@ -46,7 +47,8 @@ const whenMissing = (cas: Cas, found: Found, ranged: boolean) => (e: ObjectStore
 
 /** One object of the blob, its errors mapped by `whenMissing`. */
 const readObject = (cas: Cas, found: Found, locator: BlobLocator.BlobLocator, range?: ReadRange) =>
-  cas.objects.get(locator, range).pipe(
+  // Through getRange: a store without ranged reads serves the whole object, cut here.
+  getRange(cas.objects, locator, range).pipe(
     Stream.catchAll((e) => Stream.fromEffect(whenMissing(cas, found, range !== undefined)(e)))
   )
 

@@ -51,4 +51,10 @@ export interface PutOptions {
   readonly metadata?: Readonly<Record<string, string>> | undefined
   /** Total length when known in advance; lets a backend pick a single-request upload. */
   readonly size?: number | undefined
+  /**
+   * Create-only: fail with AlreadyExists, storing nothing, when an object is
+   * already at the locator. Only where the store declares `conditionalWrite`;
+   * elsewhere such a put fails with Unsupported.
+   */
+  readonly ifAbsent?: boolean | undefined
 }

@@ -10,6 +10,8 @@ export {
   MutableObjectStore,
   type MutableObjectStoreShape
 } from "./ObjectStore.js"
+export * as ObjectStoreCapabilities from "./ObjectStoreCapabilities.js"
+export type { ObjectStoreFeature, ServerSideEncryption } from "./ObjectStoreCapabilities.js"
 export { RangeTracker } from "./RangeTracker.js"
 export { ReplicaIndex } from "./ReplicaIndex.js"
 export { UnitOfWork } from "./UnitOfWork.js"

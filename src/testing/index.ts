@@ -7,7 +7,7 @@
 export * from "./capabilities.js"
 export { type BlobStoreCapabilities, testBlobStore } from "./BlobStore.js"
 export { type KeyValueStoreCapabilities, testKeyValueStore } from "./KeyValueStore.js"
-export { type ObjectStoreCapabilities, testImmutableObjectStore, testMutableObjectStore } from "./ObjectStore.js"
+export { type ObjectStoreSuiteOptions, testImmutableObjectStore, testMutableObjectStore } from "./ObjectStore.js"
 export { type RangeTrackerCapabilities, testRangeTracker } from "./RangeTracker.js"
 export { type ReplicaIndexCapabilities, testReplicaIndex } from "./ReplicaIndex.js"
 export { testUploads, type UploadsFixture } from "./Uploads.js"

@@ -5,11 +5,16 @@
  *   <prefix><id>/<start>-<end>     a landed segment (16-digit zero-padded offsets,
  *                                  so names sort in offset order)
  *   <prefix><id>/tmp-<uuid>        a segment being written
+ *   <prefix><id>/<start>+<uuid>    a segment written in place (stores without a native move)
  *
  * A segment is written under a temporary name and renamed once its length is
  * known, so a re-sent shorter span never replaces a longer landed one, and an
  * interrupted write leaves nothing `landed` counts (the object store's own put
  * is atomic). The names alone prove what has landed: `landed` is a listing.
+ * Where the store declares no native move (a move would copy every byte
+ * again), a segment is written in place under a name of its own, its end
+ * read from its size in the listing: re-sent spans then add objects instead
+ * of replacing one, and all of them go when the upload completes or aborts.
  *
  * `complete` picks segments covering `[0, size)`. When they tile it exactly
  * (the usual case: spans cut at the same boundaries) and the BlobStore offers
@@ -30,7 +35,7 @@ import type { BlobWritePlan } from "../core/Models.js"
 import * as RangeSet from "../core/RangeSet.js"
 import type { BlobAssembly } from "../ports/BlobAssembly.js"
 import type { BlobStore } from "../ports/BlobStore.js"
-import type { MutableObjectStoreShape } from "../ports/ObjectStore.js"
+import { getRange, type MutableObjectStoreShape } from "../ports/ObjectStore.js"
 import type { CompleteHint, UploadStaging } from "../ports/UploadStaging.js"
 
 /** Backend name in errors raised here. */
@@ -71,6 +76,13 @@ const pad = (n: number): string => String(n).padStart(DIGITS, "0")
 export const segmentName = (span: RangeSet.Span): string => `${pad(span.start)}-${pad(span.end)}`
 
 const SEGMENT = /^(\d{16})-(\d{16})$/
+const IN_PLACE = /^(\d{16})\+[0-9a-f-]{36}$/
+
+/** The span of a segment written in place, from its name and its size. */
+const inPlaceSpan = (name: string, size: number): Option.Option<RangeSet.Span> => {
+  const m = IN_PLACE.exec(name)
+  return m === null ? Option.none() : Option.getRight(RangeSet.span(Number(m[1]), Number(m[1]) + size))
+}
 
 /** The span a segment name stands for; None for temporaries and foreign objects. */
 export const parseSegmentName = (name: string): Option.Option<RangeSet.Span> => {
@@ -133,22 +145,36 @@ export const make = (options: Options): UploadStaging["Type"] => {
   const segments = (method: string, id: string) =>
     Effect.flatMap(dirOf(method, id), (dir) =>
       listAll(method, id).pipe(
-        Stream.filterMap((stat) =>
-          Option.map(
-            parseSegmentName(stat.locator.path.slice(dir.path.length)),
+        Stream.filterMap((stat) => {
+          const name = stat.locator.path.slice(dir.path.length)
+          return Option.map(
+            Option.orElse(parseSegmentName(name), () => inPlaceSpan(name, stat.size)),
             (span): Segment => ({ span, locator: stat.locator })
           ).pipe(
             // A segment whose object is not as long as its name says is not trusted (never written that way).
             Option.filter((seg) => stat.size === seg.span.length)
           )
-        ),
+        }),
         Stream.runCollect,
         Effect.map((chunk) => Array.from(chunk))
       ))
 
+  /** A segment put straight under its final name (see the module comment); None when it had no bytes. */
+  const writeInPlace = (dir: BlobLocator.LocatorPrefix, start: number, bytes: Stream.Stream<Uint8Array, BlobError>) =>
+    Effect.gen(function*() {
+      const target = yield* inDir("write", dir, `${pad(start)}+${randomUUID()}`)
+      const stat = yield* Stream.run(bytes.pipe(Stream.filter((c) => c.length > 0)), objects.put(target)).pipe(
+        Effect.mapError((e) => (e instanceof BlobError ? e : fromObjectError("write")(e)))
+      )
+      if (stat.size > 0) return Option.some(new RangeSet.Span({ start, end: start + stat.size }))
+      yield* Effect.ignore(objects.delete(target))
+      return Option.none<RangeSet.Span>()
+    })
+
   const writeSegment: UploadStaging["Type"]["writeSegment"] = (id, _state, start, bytes) =>
     Effect.gen(function*() {
       const dir = yield* dirOf("write", id)
+      if (!objects.capabilities.nativeMove) return yield* writeInPlace(dir, start, bytes)
       const temp = yield* inDir("write", dir, `tmp-${randomUUID()}`)
       // A failed or interrupted put leaves no object; a failure after it removes the temporary.
       const stat = yield* Stream.run(
@@ -217,7 +243,7 @@ export const make = (options: Options): UploadStaging["Type"] => {
         })
         : Stream.run(
           Stream.flatMap(Stream.fromIterable(pieces), (p) =>
-            objects.get(p.segment.locator, {
+            getRange(objects, p.segment.locator, {
               start: p.span.start - p.segment.span.start,
               end: p.span.end - p.segment.span.start
             }).pipe(Stream.mapError(fromObjectError("complete")))),

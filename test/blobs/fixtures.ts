@@ -5,6 +5,7 @@
  * was really stored, and tamper with it.
  */
 import * as Chunk from "effect/Chunk"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
@@ -18,11 +19,13 @@ import * as MemoryLayers from "../../src/backends/memory/MemoryLayers.js"
 import * as MemoryObjectStore from "../../src/backends/memory/MemoryObjectStore.js"
 import * as BlobLocator from "../../src/core/BlobLocator.js"
 import type { ObjectStat } from "../../src/core/Models.js"
+import { ObjectStoreError } from "../../src/core/Errors.js"
+import type { ObjectStoreCapabilities } from "../../src/ports/ObjectStoreCapabilities.js"
 import type { BackendEvents } from "../../src/ports/BackendEvents.js"
 import type { BlobStore } from "../../src/ports/BlobStore.js"
 import { KeyValueStore } from "../../src/ports/KeyValueStore.js"
 import type { MetricsRegistry } from "../../src/ports/MetricsRegistry.js"
-import { MutableObjectStore } from "../../src/ports/ObjectStore.js"
+import { ImmutableObjectStore, MutableObjectStore, type MutableObjectStoreShape } from "../../src/ports/ObjectStore.js"
 import type { ReplicaIndex } from "../../src/ports/ReplicaIndex.js"
 import * as CasBlobStore from "../../src/blobs/CasBlobStore.js"
 import * as Events from "../../src/kit/Events.js"
@@ -43,6 +46,47 @@ const shared = Layer.merge(Metrics.layer, Events.layer)
 export const memory = (options: CasBlobStore.Options = {}): Layer.Layer<Env> =>
   CasBlobStore.layer(options).pipe(
     Layer.provideMerge(Layer.merge(MemoryObjectStore.layer, MemoryLayers.metadata)),
+    Layer.provideMerge(shared)
+  )
+
+/** What `plainObjects` was asked to do, counted. */
+export interface PlainCounts {
+  moves: number
+  rangedGets: number
+}
+
+/**
+ * The in-memory object store as a plainer backend would be, and declaring
+ * it: no rename (move is copy + delete), no ranged reads (a ranged get fails
+ * with Unsupported), objects up to `maxObjectSize`. Counts the moves and
+ * ranged gets asked of it in `counts`.
+ */
+export const plainObjects = (
+  counts: PlainCounts,
+  overrides: Partial<ObjectStoreCapabilities> = {}
+): Layer.Layer<MutableObjectStore | ImmutableObjectStore> =>
+  Layer.effectContext(Effect.map(MemoryObjectStore.make, (store) => {
+    const plain: MutableObjectStoreShape = {
+      ...store,
+      capabilities: { ...store.capabilities, nativeMove: false, rangedRead: false, ...overrides },
+      move: (source, destination) =>
+        Effect.suspend(() => {
+          counts.moves++
+          return Effect.zipLeft(store.copy(source, destination), store.delete(source))
+        }),
+      get: (locator, range) =>
+        range === undefined ? store.get(locator) : Stream.suspend(() => {
+          counts.rangedGets++
+          return Stream.fail(new ObjectStoreError({ reason: "Unsupported", backend: "plain", method: "get", description: "no ranged reads" }))
+        })
+    }
+    return Context.make(MutableObjectStore, plain).pipe(Context.add(ImmutableObjectStore, plain))
+  }))
+
+/** CasBlobStore over `plainObjects` and in-memory metadata. */
+export const plain = (counts: PlainCounts, options: CasBlobStore.Options = {}, overrides: Partial<ObjectStoreCapabilities> = {}): Layer.Layer<Env> =>
+  CasBlobStore.layer(options).pipe(
+    Layer.provideMerge(Layer.merge(plainObjects(counts, overrides), MemoryLayers.metadata)),
     Layer.provideMerge(shared)
   )
 

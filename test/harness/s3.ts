@@ -38,7 +38,7 @@ import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import * as S3Client from "../../src/backends/s3/S3Client.js"
-import type { S3ClientOptions } from "../../src/backends/s3/S3Config.js"
+import type { Encryption, S3ClientOptions, S3Unsupported } from "../../src/backends/s3/S3Config.js"
 import * as Retry from "../../src/kit/Retry.js"
 import { type Capability, unsupported } from "../../src/testing/capabilities.js"
 
@@ -384,20 +384,41 @@ export interface ClientLayerOptions {
   readonly overrides?: Partial<S3ClientOptions> | undefined
 }
 
+/**
+ * What the object store must leave out of its declared capabilities on this
+ * server (S3ClientOptions.unsupported), from the server's record: the
+ * declaration then stays true there. Encryption counts only when asked for.
+ */
+export const storeUnsupported = (c: Candidate, encryption: Encryption | undefined): ReadonlyArray<S3Unsupported> => {
+  const lacking: Array<S3Unsupported> = []
+  if (c.capabilities.conditionalWrites !== true) lacking.push("conditionalWrite")
+  if (c.capabilities.keySemantics !== true) lacking.push("fileAndPrefix")
+  const sse = encryption === undefined || encryption._tag === "None"
+    ? true
+    : encryption._tag === "Customer"
+    ? c.capabilities.sseC
+    : c.capabilities.sse
+  if (sse !== true) lacking.push("encryption")
+  return lacking
+}
+
 /** Client options for a running server and place, with the test defaults (5 MiB parts, fast retries). */
-export const clientOptions = (c: Candidate, r: Running, place: Place, overrides?: Partial<S3ClientOptions>): S3ClientOptions => ({
-  bucket: place.bucket,
-  prefix: place.prefix,
-  region: r.region,
-  endpoint: r.endpoint,
-  forcePathStyle: true,
-  credentials: { accessKeyId: Redacted.make(r.accessKeyId), secretAccessKey: Redacted.make(r.secretAccessKey) },
-  partSize: 5 * 1024 * 1024,
-  concurrency: 3,
-  retrySchedule: testRetrySchedule,
-  ...c.clientOptions,
-  ...overrides
-})
+export const clientOptions = (c: Candidate, r: Running, place: Place, overrides?: Partial<S3ClientOptions>): S3ClientOptions => {
+  const options: S3ClientOptions = {
+    bucket: place.bucket,
+    prefix: place.prefix,
+    region: r.region,
+    endpoint: r.endpoint,
+    forcePathStyle: true,
+    credentials: { accessKeyId: Redacted.make(r.accessKeyId), secretAccessKey: Redacted.make(r.secretAccessKey) },
+    partSize: 5 * 1024 * 1024,
+    concurrency: 3,
+    retrySchedule: testRetrySchedule,
+    ...c.clientOptions,
+    ...overrides
+  }
+  return { ...options, unsupported: [...storeUnsupported(c, options.encryption), ...(options.unsupported ?? [])] }
+}
 
 /** S3ClientInstance on the candidate's server (started on first use) with a fresh bucket. */
 export const clientLayer = (c: Candidate, options: ClientLayerOptions): Layer.Layer<S3Client.S3ClientInstance, unknown> =>

@@ -22,6 +22,7 @@ import * as Events from "../../src/kit/Events.js"
 import * as Metrics from "../../src/kit/Metrics.js"
 import { collect, randomBytes, sameBytes } from "../../src/testing/bytes.js"
 import { testUploads } from "../../src/testing/Uploads.js"
+import { plainObjects, type PlainCounts } from "../blobs/fixtures.js"
 import { stagedObjects } from "./fixtures.js"
 
 const segmentSize = 64 * 1024
@@ -65,6 +66,43 @@ testUploads("memory fake BlobStore (streamed complete)", {
   staged: stagedObjects("mem", "uploads", "spans/")
 })
 
+/** CasBlobStore and Uploads over an object store without rename nor ranged reads (see plainObjects). */
+const plainCounts: PlainCounts = { moves: 0, rangedGets: 0 }
+const casPlain = (counts: PlainCounts) =>
+  Uploads.layer({ segmentSize }).pipe(
+    Layer.provideMerge(CasBlobStore.layer()),
+    Layer.provideMerge(Layer.mergeAll(plainObjects(counts), MemoryLayers.metadata, Metrics.layer, Events.layer))
+  )
+
+testUploads("cas over a store without rename nor ranged reads (segments written in place)", {
+  layer: casPlain(plainCounts),
+  fresh: Uploads.make({ segmentSize }),
+  segmentSize,
+  staged: stagedObjects(CasBlobStore.defaults.scheme, CasBlobStore.defaults.bucket, "staging/uploads/")
+})
+
+describe("Uploads over a store without a native move", () => {
+  const counts: PlainCounts = { moves: 0, rangedGets: 0 }
+  it.effect("segments are put in place under names of their own: no move, no temporary, re-sent spans add objects", () =>
+    Effect.gen(function*() {
+      const uploads = yield* Uploads.Uploads
+      const objects = yield* MutableObjectStore
+      const bytes = randomBytes(2 * segmentSize + 9, 44)
+      const id = yield* uploads.begin({ size: bytes.length })
+      yield* uploads.write(id, 0, Stream.make(bytes))
+      // The first segment again, as a writer that lost track would send it.
+      yield* uploads.write(id, 0, Stream.make(bytes.subarray(0, segmentSize)))
+      expect(counts.moves).toBe(0)
+      const dir = Either.getOrThrow(BlobLocator.makePrefix(CasBlobStore.defaults.scheme, CasBlobStore.defaults.bucket, `staging/uploads/${id}/`))
+      const names = Array.from(yield* Stream.runCollect(objects.list(dir)), (s) => s.locator.path.slice(dir.path.length))
+      expect(names.length).toBe(4)
+      for (const name of names) expect(name).toMatch(/^\d{16}\+[0-9a-f-]{36}$/)
+      expect((yield* uploads.status(id)).missing).toEqual([])
+      const result = yield* uploads.complete(id)
+      expect(sameBytes(yield* collect((yield* BlobStore).get(result.key)), bytes)).toBe(true)
+      expect((yield* Stream.runCollect(objects.list(dir))).length).toBe(0)
+    }).pipe(Effect.provide(casPlain(counts))))
+})
 
 describe("Uploads over CasBlobStore", () => {
   it.effect("complete adopts the segments as blocks: no byte is written twice", () =>

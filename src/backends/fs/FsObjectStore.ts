@@ -53,6 +53,7 @@ import type { ObjectStat, PutOptions } from "../../core/Models.js"
 import { resolveRange } from "../../core/RangeSet.js"
 import { ObjectCopied, ObjectDeleted, ObjectWritten, UploadAborted } from "../../ports/BackendEvents.js"
 import { ImmutableObjectStore, MutableObjectStore, type MutableObjectStoreShape, writeThroughPut } from "../../ports/ObjectStore.js"
+import type { ObjectStoreCapabilities } from "../../ports/ObjectStoreCapabilities.js"
 import * as Instrument from "../../kit/Instrument.js"
 import { BACKEND, errnoCode, fromFileSystem, fsError, isMissing } from "./errors.js"
 import { objectPath, writeBehind, writeGathered } from "./files.js"
@@ -65,6 +66,26 @@ export interface FsObjectStoreOptions {
   readonly scheme?: string | undefined
   /** fsync each object before it becomes visible (durability over speed). Default false. */
   readonly fsync?: boolean | undefined
+}
+
+/**
+ * Objects are files: move is rename(2), copy is copyFile (in the kernel, no
+ * byte through the process), a create-only put is link(2), which refuses an
+ * existing name. A file cannot also be the directory of other objects.
+ */
+export const capabilities: ObjectStoreCapabilities = {
+  nativeMove: true,
+  nativeCopy: true,
+  multipart: false,
+  conditionalWrite: true,
+  rangedRead: true,
+  contentType: true,
+  metadata: true,
+  etag: true,
+  lastModified: true,
+  encryption: "none",
+  fileAndPrefix: false,
+  maxObjectSize: undefined
 }
 
 /** Name of the store's own directory inside root; reserved as a bucket name. */
@@ -263,8 +284,11 @@ export const make = (
         })
       ).pipe(instrument.observeStream("get"))
 
-    /** Renames `from` onto `to`, creating `to`'s parents; retried when a concurrent delete prunes them meanwhile. */
-    const place = (method: string, from: string, to: string, what: string) => {
+    /**
+     * Renames `from` onto `to`, creating `to`'s parents; retried when a concurrent delete prunes them meanwhile.
+     * `createOnly` links instead, which fails with AlreadyExists when `to` is taken (the temp name is removed later).
+     */
+    const place = (method: string, from: string, to: string, what: string, createOnly = false) => {
       const attempt = (left: number): Effect.Effect<void, ObjectStoreError> =>
         Effect.gen(function*() {
           const parent = Path.dirname(to)
@@ -283,10 +307,14 @@ export const make = (
             )
           )
           yield* guard(method, parent)
-          yield* fs.rename(from, to).pipe(Effect.mapError(fromFileSystem(method, what)))
+          yield* createOnly
+            ? Effect.tryPromise({ try: () => NFS.promises.link(from, to), catch: fromFileSystem(method, what) }).pipe(
+              Effect.catchIf((e) => errnoCode(e.cause) === "EEXIST", (e) => taken(method, to, what, e))
+            )
+            : fs.rename(from, to).pipe(Effect.mapError(fromFileSystem(method, what)))
         }).pipe(
           Effect.catchIf(
-            (e) => left > 1 && (errnoCode(e.cause) === "ENOENT" || errnoCode(e.cause) === "EEXIST"),
+            (e) => left > 1 && e.reason !== "AlreadyExists" && (errnoCode(e.cause) === "ENOENT" || errnoCode(e.cause) === "EEXIST"),
             (e) =>
               errnoCode(e.cause) === "ENOENT"
                 ? attempt(left - 1)
@@ -300,6 +328,22 @@ export const make = (
         )
       return attempt(PLACE_ATTEMPTS)
     }
+
+    /** A create-only put found `to` taken: by an object (AlreadyExists) or by the directory of others (Conflict). */
+    const taken = (method: string, to: string, what: string, e: ObjectStoreError) =>
+      Effect.flatMap(
+        Effect.promise(() => NFS.promises.lstat(to).then((st) => st.isDirectory(), () => false)),
+        (isDirectory) =>
+          Effect.fail(
+            new ObjectStoreError({
+              reason: isDirectory ? "Conflict" : "AlreadyExists",
+              backend: BACKEND,
+              method,
+              description: isDirectory ? `${what}: objects sit under this path` : `an object is already at ${what}`,
+              cause: e
+            })
+          )
+      )
 
     /** Removes a file, succeeding when it is absent (or is a directory, i.e. not an object). */
     const removeFile = (method: string, p: string, what: string) =>
@@ -374,7 +418,7 @@ export const make = (
             if (fsync) yield* Effect.mapError(file.sync, fromFileSystem("put", t.key))
             const info = yield* Effect.mapError(file.stat, fromFileSystem("put", t.key))
             yield* Scope.close(fileScope, Exit.void)
-            yield* place("put", dataTmp, t.file, t.key)
+            yield* place("put", dataTmp, t.file, t.key, putOptions?.ifAbsent === true)
             committed = true
             // Metadata follows the bytes; a reader in between sees the new bytes with the old metadata.
             if (metaTmp !== undefined) yield* place("put", metaTmp, t.metaFile, t.key)
@@ -561,7 +605,7 @@ export const make = (
 
     // A file is written the same way whatever its source: temp file, then rename.
     const write = writeThroughPut(put)
-    return { head, list, get, put, write, delete: del, copy, move }
+    return { capabilities, head, list, get, put, write, delete: del, copy, move }
   })
 
 const checkBucket = (bucket: string): string | undefined =>

@@ -31,9 +31,26 @@ import type { ObjectStat, PutOptions } from "../../core/Models.js"
 import { type ByteRange, resolveRange } from "../../core/RangeSet.js"
 import { ObjectCopied, ObjectDeleted, ObjectWritten, UploadAborted } from "../../ports/BackendEvents.js"
 import { ImmutableObjectStore, MutableObjectStore, type MutableObjectStoreShape } from "../../ports/ObjectStore.js"
+import type { ObjectStoreCapabilities } from "../../ports/ObjectStoreCapabilities.js"
 import * as Instrument from "../../kit/Instrument.js"
 
 const BACKEND = "memory"
+
+/** A fake with every feature of the port: a rename is a tree update, a copy shares the blocks. */
+export const capabilities: ObjectStoreCapabilities = {
+  nativeMove: true,
+  nativeCopy: true,
+  multipart: false,
+  conditionalWrite: true,
+  rangedRead: true,
+  contentType: true,
+  metadata: true,
+  etag: true,
+  lastModified: true,
+  encryption: "none",
+  fileAndPrefix: true,
+  maxObjectSize: undefined
+}
 
 /** Puts are copied into blocks of this size: bounded chunk sizes on reads, whatever the writer sent. */
 const BLOCK_BYTES = 256 * 1024
@@ -264,7 +281,10 @@ export const make: Effect.Effect<MutableObjectStoreShape> = Effect.gen(function*
         contentType: Option.fromNullable(options?.contentType),
         metadata: { ...options?.metadata }
       }
-      yield* Ref.update(state, (tree) => upsert(tree, key, entry))
+      // One step: a create-only put sees the tree it writes to.
+      const taken = yield* Ref.modify(state, (tree): [boolean, Tree] =>
+        options?.ifAbsent === true && RedBlackTree.has(tree, key) ? [true, tree] : [false, upsert(tree, key, entry)])
+      if (taken) return yield* fail("put", "AlreadyExists", `an object is already at ${key}`)
       yield* instrument.publish(new ObjectWritten({ backend: BACKEND, at: entry.lastModified, locator: key, size: entry.size }))
       return toStat(entry)
     })
@@ -310,7 +330,7 @@ export const make: Effect.Effect<MutableObjectStoreShape> = Effect.gen(function*
       return toStat(entry)
     }).pipe(instrument.observe(method))
 
-  return { head, list, get, put, write, delete: del, copy: transfer("copy"), move: transfer("move") }
+  return { capabilities, head, list, get, put, write, delete: del, copy: transfer("copy"), move: transfer("move") }
 })
 
 /** One in-memory store providing both the mutable and the immutable port. */

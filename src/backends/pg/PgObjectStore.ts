@@ -51,6 +51,7 @@ import type { ObjectStat, PutOptions } from "../../core/Models.js"
 import { type ByteRange, resolveRange } from "../../core/RangeSet.js"
 import { ObjectCopied, ObjectDeleted, ObjectWritten, UploadAborted } from "../../ports/BackendEvents.js"
 import { ImmutableObjectStore, MutableObjectStore, type MutableObjectStoreShape, writeThroughPut } from "../../ports/ObjectStore.js"
+import type { ObjectStoreCapabilities } from "../../ports/ObjectStoreCapabilities.js"
 import * as Events from "../../kit/Events.js"
 import * as Instrument from "../../kit/Instrument.js"
 import * as Retry from "../../kit/Retry.js"
@@ -154,31 +155,40 @@ const toStat = (locator: BlobLocator.BlobLocator, row: ObjectRow): ObjectStat =>
   metadata: { ...row.metadata }
 })
 
-/** The object row of a content named `content` in the WITH clause before it; parameters from $${first}. */
-const upsertObject = (first: number) =>
+/**
+ * The object row of a content named `content` in the WITH clause before it; parameters from $${first}.
+ * Create-only: a plain insert, whose unique violation (AlreadyExists) undoes the whole statement.
+ */
+const upsertObject = (first: number, createOnly = false) =>
   `INSERT INTO objects (scheme, bucket, path, content_id, content_type, metadata, last_modified)
    SELECT $${first}, $${first + 1}, $${first + 2}, id, $${first + 3}, $${first + 4}::jsonb, clock_timestamp()
    FROM content
-   ON CONFLICT (scheme, bucket, path) DO UPDATE SET
+   ${
+    createOnly ? "" : `ON CONFLICT (scheme, bucket, path) DO UPDATE SET
      content_id = EXCLUDED.content_id, content_type = EXCLUDED.content_type,
-     metadata = EXCLUDED.metadata, last_modified = EXCLUDED.last_modified
+     metadata = EXCLUDED.metadata, last_modified = EXCLUDED.last_modified`
+  }
    RETURNING content_id::text AS content_id, last_modified`
 
 /** A whole object that fits in one chunk: content ($1 size, $2 chunk size), its chunk ($3) and the object row. */
-const PUT_SMALL = `
+const putSmall = (createOnly: boolean) => `
   WITH content AS (
     INSERT INTO object_contents (id, size, chunk_size) VALUES (nextval('object_content_ids'), $1, $2) RETURNING id
   ), chunk AS (
     INSERT INTO object_chunks (content_id, seq, data) SELECT id, 0, $3 FROM content WHERE $1::bigint > 0
   )
-  ${upsertObject(4)}`
+  ${upsertObject(4, createOnly)}`
+const PUT_SMALL = putSmall(false)
+const PUT_SMALL_NEW = putSmall(true)
 
 /** The content ($1 id, $2 size, $3 chunk size) of a chunked put, whose chunks are in, and the object row. */
-const PUT_FINISH = `
+const putFinish = (createOnly: boolean) => `
   WITH content AS (
     INSERT INTO object_contents (id, size, chunk_size) VALUES ($1::bigint, $2, $3) RETURNING id
   )
-  ${upsertObject(4)}`
+  ${upsertObject(4, createOnly)}`
+const PUT_FINISH = putFinish(false)
+const PUT_FINISH_NEW = putFinish(true)
 
 const NEXT_CONTENT_ID = "SELECT nextval('object_content_ids')::text AS id"
 const INSERT_CHUNK = "INSERT INTO object_chunks (content_id, seq, data) VALUES ($1::bigint, $2, $3)"
@@ -201,6 +211,25 @@ const READ_CHUNKS = `
   ORDER BY seq`
 
 const DELETE_OBJECT = "DELETE FROM objects WHERE scheme = $1 AND bucket = $2 AND path = $3"
+
+/**
+ * Rows, not files: move renames the row, copy points at the same content, a
+ * create-only put is a plain INSERT. Puts are one transaction, not parts.
+ */
+export const capabilities: ObjectStoreCapabilities = {
+  nativeMove: true,
+  nativeCopy: true,
+  multipart: false,
+  conditionalWrite: true,
+  rangedRead: true,
+  contentType: true,
+  metadata: true,
+  etag: true,
+  lastModified: true,
+  encryption: "none",
+  fileAndPrefix: true,
+  maxObjectSize: undefined
+}
 
 /** Builds the object store over the SqlClient of the context (a PgClient). */
 export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreShape, ObjectStoreError, SqlClient> =>
@@ -476,7 +505,7 @@ export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreSha
           const tail = buffer === undefined ? Buffer.alloc(0) : buffer.subarray(0, used)
           if (tx === undefined) {
             // Small object: content, its one chunk and the object row in one statement.
-            return query<Written>(PUT_SMALL, [size, chunkSize, tail, ...objectParams(l, putOptions)]).pipe(
+            return query<Written>(putOptions?.ifAbsent === true ? PUT_SMALL_NEW : PUT_SMALL, [size, chunkSize, tail, ...objectParams(l, putOptions)]).pipe(
               q("put"),
               Effect.flatMap((rows) => written(rows[0]!))
             )
@@ -484,7 +513,8 @@ export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreSha
           const t = tx
           return Effect.gen(function*() {
             if (used > 0) yield* insert(tail)
-            const rows = yield* t.run(query<Written>(PUT_FINISH, [id, size, chunkSize, ...objectParams(l, putOptions)])).pipe(
+            const finishing = putOptions?.ifAbsent === true ? PUT_FINISH_NEW : PUT_FINISH
+            const rows = yield* t.run(query<Written>(finishing, [id, size, chunkSize, ...objectParams(l, putOptions)])).pipe(
               q("put")
             )
             yield* q("put")(t.commit)
@@ -516,7 +546,8 @@ export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreSha
           return Effect.fail(fail("put", "InvalidInput", `declared ${putOptions.size} bytes but got ${bytes.length}`))
         }
         const l = checked.right
-        return query<Written>(PUT_SMALL, [bytes.length, chunkSize, bufferOf(bytes), ...objectParams(l, putOptions)]).pipe(
+        const statement = putOptions?.ifAbsent === true ? PUT_SMALL_NEW : PUT_SMALL
+        return query<Written>(statement, [bytes.length, chunkSize, bufferOf(bytes), ...objectParams(l, putOptions)]).pipe(
           q("put"),
           Effect.flatMap((rows) => recordWrite(l, putOptions, bytes.length, rows[0]!))
         )
@@ -619,7 +650,7 @@ export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreSha
         return toStat(to, row)
       }).pipe(instrument.observe("move"))
 
-    return { head, list, get, put, write, delete: del, copy, move }
+    return { capabilities, head, list, get, put, write, delete: del, copy, move }
   })
 
 /** Both object store ports from one PostgreSQL store. */

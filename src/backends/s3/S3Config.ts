@@ -17,6 +17,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Schedule from "effect/Schedule"
 import { ObjectStoreError } from "../../core/Errors.js"
+import { isFeature, type ObjectStoreFeature } from "../../ports/ObjectStoreCapabilities.js"
 
 /** 1 MiB. */
 export const MiB = 1024 * 1024
@@ -103,7 +104,19 @@ export interface S3ClientOptions {
   readonly payloadSigning?: PayloadSigning | undefined
   /** Retry schedule for transient failures; absent = the runtime's default (src/kit/Retry.ts). */
   readonly retrySchedule?: Schedule.Schedule<unknown, unknown> | undefined
+  /**
+   * Features the endpoint lacks although S3 has them (an S3-compatible
+   * server): the object store's declared capabilities leave them out, so
+   * the declaration stays true there (a create-only object put then fails
+   * with Unsupported); "encryption" declares none applied. It changes no
+   * request: `conditionalWrites` decides whether `If-None-Match` is sent.
+   * Default none (AWS S3).
+   */
+  readonly unsupported?: ReadonlyArray<S3Unsupported> | undefined
 }
+
+/** A feature an S3-compatible endpoint may lack (see `S3ClientOptions.unsupported`). */
+export type S3Unsupported = ObjectStoreFeature | "encryption"
 
 /** See `S3ClientOptions.payloadSigning`. */
 export type PayloadSigning = "auto" | "unsigned"
@@ -131,6 +144,7 @@ export interface S3Settings {
   readonly conditionalWrites: boolean
   readonly payloadSigning: PayloadSigning
   readonly retrySchedule: Option.Option<Schedule.Schedule<unknown, unknown>>
+  readonly unsupported: ReadonlyArray<S3Unsupported>
 }
 
 const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/
@@ -190,6 +204,9 @@ export const resolve = (options: S3ClientOptions): Either.Either<S3Settings, Obj
     if (payloadSigning !== "auto" && payloadSigning !== "unsigned") {
       return yield* Either.left(invalid(`payloadSigning must be auto or unsigned, got ${String(payloadSigning)}`))
     }
+    const unsupported = options.unsupported ?? []
+    const unknown = unsupported.find((name) => name !== "encryption" && !isFeature(name))
+    if (unknown !== undefined) return yield* Either.left(invalid(`unsupported names an unknown feature: ${JSON.stringify(unknown)}`))
     const endpoint = Option.fromNullable(options.endpoint).pipe(Option.filter((e) => e.length > 0))
     if (Option.isSome(endpoint) && !URL.canParse(endpoint.value)) {
       return yield* Either.left(invalid(`the endpoint ${JSON.stringify(endpoint.value)} is not a URL`))
@@ -214,7 +231,8 @@ export const resolve = (options: S3ClientOptions): Either.Either<S3Settings, Obj
       copyPartSize,
       conditionalWrites: options.conditionalWrites ?? true,
       payloadSigning,
-      retrySchedule: Option.fromNullable(options.retrySchedule)
+      retrySchedule: Option.fromNullable(options.retrySchedule),
+      unsupported
     } satisfies S3Settings
   })
 
@@ -277,7 +295,7 @@ const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
  * ENDPOINT, FORCE_PATH_STYLE, PREFIX, ACCESS_KEY_ID / SECRET_ACCESS_KEY /
  * SESSION_TOKEN (else the SDK's default chain), PART_SIZE, CONCURRENCY,
  * MAX_PARTS, EQUAL_PARTS, SSE / SSE_KMS_KEY_ID / SSE_C_KEY, CHECKSUM, MAX_SOCKETS,
- * CONDITIONAL_WRITES, PAYLOAD_SIGNING.
+ * CONDITIONAL_WRITES, PAYLOAD_SIGNING, UNSUPPORTED (comma-separated features the endpoint lacks).
  */
 export const fromEnv: Config.Config<S3ClientOptions> = Config.all({
   bucket: Config.string("GRAVITON_S3_BUCKET").pipe(Config.withDescription("Bucket holding Graviton's objects")),
@@ -299,5 +317,10 @@ export const fromEnv: Config.Config<S3ClientOptions> = Config.all({
   ),
   maxSockets: optional(Config.integer("GRAVITON_S3_MAX_SOCKETS")),
   conditionalWrites: Config.boolean("GRAVITON_S3_CONDITIONAL_WRITES").pipe(Config.withDefault(true)),
-  payloadSigning: Config.literal("auto", "unsigned")("GRAVITON_S3_PAYLOAD_SIGNING").pipe(Config.withDefault("auto" as const))
+  payloadSigning: Config.literal("auto", "unsigned")("GRAVITON_S3_PAYLOAD_SIGNING").pipe(Config.withDefault("auto" as const)),
+  unsupported: Config.string("GRAVITON_S3_UNSUPPORTED").pipe(
+    Config.withDefault(""),
+    Config.withDescription("Features the endpoint lacks, e.g. conditionalWrite,fileAndPrefix (see ObjectStoreCapabilities)"),
+    Config.map((text) => text.split(",").map((name) => name.trim()).filter((name) => name !== "") as ReadonlyArray<S3Unsupported>)
+  )
 })

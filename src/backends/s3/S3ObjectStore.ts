@@ -31,6 +31,7 @@ import * as Instrument from "../../kit/Instrument.js"
 import { copy as serverCopy } from "./internal/copy.js"
 import { BACKEND, make as makeOps, type ObjectInfo, type Ops } from "./internal/ops.js"
 import * as Upload from "./internal/upload.js"
+import * as S3Capabilities from "./S3Capabilities.js"
 import * as S3Client from "./S3Client.js"
 import type { S3ClientOptions, S3Settings } from "./S3Config.js"
 import { relabel } from "./S3Error.js"
@@ -119,6 +120,7 @@ const ANY_SIZE = Number.MAX_SAFE_INTEGER
 /** The object store over `ops` (one client, one Instrument). */
 export const fromOps = (ops: Ops): MutableObjectStoreShape => {
   const { instrument, settings } = ops
+  const capabilities = S3Capabilities.of(settings)
   const located = (method: string, l: BlobLocator.BlobLocator) => locate(settings, method, l)
 
   const head: MutableObjectStoreShape["head"] = (locator) =>
@@ -146,12 +148,17 @@ export const fromOps = (ops: Ops): MutableObjectStoreShape => {
     Sink.unwrapScoped(Effect.gen(function*() {
       const at = yield* located("put", locator)
       yield* checkOptions("put", options)
+      const ifAbsent = options?.ifAbsent === true
+      if (ifAbsent && !capabilities.conditionalWrite) {
+        return yield* fail("put", "Unsupported", `${at.text}: this endpoint takes no conditional writes (If-None-Match)`)
+      }
       const headers = { contentType: options?.contentType, metadata: options?.metadata }
       const upload = yield* Upload.start(ops, { key: at.key, target: at.text, headers, size: options?.size })
       return Sink.forEachChunk((chunk: Chunk.Chunk<Uint8Array>) => Effect.forEach(chunk, upload.write, { discard: true })).pipe(
-        Sink.mapEffect(() => upload.finish(() => Effect.succeedSome({ ifNoneMatch: false }))),
+        Sink.mapEffect(() => upload.finish(() => Effect.succeedSome({ ifNoneMatch: ifAbsent }))),
         Sink.mapEffect((finished) =>
           Effect.gen(function*() {
+            if (finished._tag === "Skipped") return yield* fail("put", "AlreadyExists", `an object is already at ${at.text}`)
             const etag = finished._tag === "Written" ? finished.etag : Option.none()
             yield* instrument.publish(new ObjectWritten({ backend: BACKEND, at: yield* now, locator: at.text, size: finished.size }))
             return {
@@ -231,7 +238,7 @@ export const fromOps = (ops: Ops): MutableObjectStoreShape => {
 
   // The put of bytes within one part is already a single PutObject.
   const write = writeThroughPut(put)
-  return { head, list, get, put, write, delete: del, copy: transfer("copy"), move: transfer("move") }
+  return { capabilities, head, list, get, put, write, delete: del, copy: transfer("copy"), move: transfer("move") }
 }
 
 /** Builds the object store on the S3ClientInstance in context. */

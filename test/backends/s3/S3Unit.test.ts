@@ -12,6 +12,7 @@ import * as Redacted from "effect/Redacted"
 import * as FastCheck from "effect/FastCheck"
 import { copySource } from "../../../src/backends/s3/internal/ops.js"
 import { copyRanges, plan, STAGES } from "../../../src/backends/s3/internal/parts.js"
+import * as S3Capabilities from "../../../src/backends/s3/S3Capabilities.js"
 import * as S3Config from "../../../src/backends/s3/S3Config.js"
 import { classify, relabel, toObjectStoreError } from "../../../src/backends/s3/S3Error.js"
 import { locate, locatorOfKey } from "../../../src/backends/s3/S3ObjectStore.js"
@@ -158,7 +159,8 @@ describe("S3Config.fromEnv", () => {
       GRAVITON_S3_SSE: "SSE-C",
       GRAVITON_S3_SSE_C_KEY: key,
       GRAVITON_S3_CHECKSUM: "WHEN_SUPPORTED",
-      GRAVITON_S3_CONDITIONAL_WRITES: "false"
+      GRAVITON_S3_CONDITIONAL_WRITES: "false",
+      GRAVITON_S3_UNSUPPORTED: "fileAndPrefix, encryption"
     }))
     expect([options.bucket, options.region, options.endpoint, options.forcePathStyle, options.prefix]).toEqual([
       "b-1",
@@ -172,6 +174,7 @@ describe("S3Config.fromEnv", () => {
     expect(Redacted.value(options.credentials!.secretAccessKey)).toBe("sekrit")
     expect(String(options.credentials!.secretAccessKey)).toBe("<redacted>")
     expect(options.encryption?._tag === "Customer" && Redacted.value(options.encryption.key)).toBe(key)
+    expect(options.unsupported).toEqual(["fileAndPrefix", "encryption"])
     expect(Either.isRight(S3Config.resolve(options))).toBe(true)
   })
 
@@ -188,6 +191,34 @@ describe("S3Config.fromEnv", () => {
     expect(Either.isLeft(load({ GRAVITON_S3_BUCKET: "b-1", GRAVITON_S3_SSE: "SSE-C" }))).toBe(true)
     expect(Either.isLeft(load({ GRAVITON_S3_BUCKET: "b-1", GRAVITON_S3_SSE: "rot13" }))).toBe(true)
     expect(Either.isLeft(load({}))).toBe(true)
+  })
+})
+
+describe("S3Capabilities", () => {
+  const of = (options: S3Config.S3ClientOptions) => S3Capabilities.of(Either.getOrThrow(S3Config.resolve(options)))
+
+  it("AWS S3: no rename, server-side copies, multipart, conditional writes, every head field, objects up to 5 TiB", () => {
+    const c = of({ bucket: "my-bucket" })
+    expect([c.nativeMove, c.nativeCopy, c.multipart, c.conditionalWrite, c.rangedRead, c.fileAndPrefix]).toEqual([false, true, true, true, true, true])
+    expect([c.contentType, c.metadata, c.etag, c.lastModified, c.encryption, c.maxObjectSize]).toEqual([true, true, true, true, "none", 5 * TiB])
+  })
+
+  it("follows the configuration: encryption, conditional writes, equal parts", () => {
+    const key = Redacted.make(Buffer.alloc(32, 7).toString("base64"))
+    expect(of({ bucket: "my-bucket", encryption: { _tag: "S3" } }).encryption).toBe("sse-s3")
+    expect(of({ bucket: "my-bucket", encryption: { _tag: "Kms", keyId: "alias/k" } }).encryption).toBe("sse-kms")
+    expect(of({ bucket: "my-bucket", encryption: { _tag: "Customer", key } }).encryption).toBe("sse-c")
+    expect(of({ bucket: "my-bucket", conditionalWrites: false }).conditionalWrite).toBe(false)
+    expect(of({ bucket: "my-bucket", equalParts: true, partSize: 5 * MiB, maxParts: 100 }).maxObjectSize).toBe(500 * MiB)
+  })
+
+  it("leaves out what the endpoint is declared to lack, and only from the declaration", () => {
+    const options = { bucket: "my-bucket", encryption: { _tag: "S3" }, unsupported: ["conditionalWrite", "fileAndPrefix", "encryption"] } as const
+    const c = of(options)
+    expect([c.conditionalWrite, c.fileAndPrefix, c.encryption, c.nativeCopy]).toEqual([false, false, "none", true])
+    // S3BlobStore still sends If-None-Match as configured (harmless where it is ignored).
+    expect(Either.getOrThrow(S3Config.resolve(options)).conditionalWrites).toBe(true)
+    expect(Either.isLeft(S3Config.resolve({ bucket: "my-bucket", unsupported: ["teleport" as never] }))).toBe(true)
   })
 })
 
