@@ -1,4 +1,5 @@
-/** What backends share: instrumentation, retries, metrics, events, and the KV-backed RangeTracker and ReplicaIndex. */
+/** What backends share: the BlobStore protocol, instrumentation, retries, metrics, events, and the KV-backed RangeTracker and ReplicaIndex. */
+export * as BlobStoreProtocol from "./BlobStoreProtocol.js"
 export * as Events from "./Events.js"
 export * as Instrument from "./Instrument.js"
 export * as KvRangeTracker from "./KvRangeTracker.js"
