@@ -43,7 +43,7 @@ export const storeLayerFromEnv = (
       })
     )
     : Layer.unwrapEffect(Effect.map(S3UploadStaging.fromEnv, (options) =>
-      Layer.merge(S3BlobStore.layerFromClient(options), S3UploadStaging.layerFromClient(options)).pipe(
+      Layer.merge(S3BlobStore.layer(options), S3UploadStaging.layerFromClient(options)).pipe(
         Layer.provide(S3Client.layerConfig(fromEnv))
       ))).pipe(Layer.provideMerge(Layer.merge(Metrics.layer, Events.layer)))
 

@@ -34,7 +34,7 @@ export type S3LayersOptions = S3BlobStore.S3BlobStoreOptions & S3UploadStaging.S
 export const fromClient = (
   options: S3LayersOptions = {}
 ): Layer.Layer<BlobStore | MutableObjectStore | ImmutableObjectStore | UploadStaging, ObjectStoreError, S3Client.S3ClientInstance> =>
-  Layer.mergeAll(S3BlobStore.layerFromClient(options), S3ObjectStore.layerFromClient, S3UploadStaging.layerFromClient(options))
+  Layer.mergeAll(S3BlobStore.layer(options), S3ObjectStore.layerFromClient, S3UploadStaging.layerFromClient(options))
 
 /** The four ports (and the client) from options. */
 export const live = (options: S3ClientOptions & S3LayersOptions): Layer.Layer<S3Services, ObjectStoreError> =>

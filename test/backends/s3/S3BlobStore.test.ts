@@ -16,7 +16,6 @@ import { createHash } from "node:crypto"
 import * as MemoryKeyValueStore from "../../../src/backends/memory/MemoryKeyValueStore.js"
 import * as S3BlobStore from "../../../src/backends/s3/S3BlobStore.js"
 import { S3ClientInstance } from "../../../src/backends/s3/S3Client.js"
-import * as S3Metrics from "../../../src/backends/s3/S3Metrics.js"
 import * as S3ObjectStore from "../../../src/backends/s3/S3ObjectStore.js"
 import { BinaryKey } from "../../../src/core/BinaryKey.js"
 import * as BlobLocator from "../../../src/core/BlobLocator.js"
@@ -28,7 +27,7 @@ import * as MetricKeys from "../../../src/kit/MetricKeys.js"
 import { testBlobStore } from "../../../src/testing/BlobStore.js"
 import { chunked, collect, MiB, randomBytes, sameBytes, utf8 } from "../../../src/testing/bytes.js"
 import * as Harness from "../../harness/s3.js"
-import { counter, eachServer, openUploads, storeLayer, useServers } from "./fixtures.js"
+import { counter, eachServer, observations, openUploads, storeLayer, useServers } from "./fixtures.js"
 import { spy } from "./sdk.js"
 
 useServers()
@@ -37,7 +36,7 @@ for (const server of Harness.candidates) {
   const bucket = Harness.freshBucket(`blob-${server.name}`)
   testBlobStore(
     `S3BlobStore on ${server.name}`,
-    S3BlobStore.layerFromClient().pipe(Layer.provide(Harness.clientLayer(server, { bucket }))),
+    S3BlobStore.layer().pipe(Layer.provide(Harness.clientLayer(server, { bucket }))),
     { skipAll: server.skip, concurrentDedup: server.capabilities.conditionalWrites }
   )
   // CasBlobStore with its bytes on S3 and its metadata in memory (KV + KvReplicaIndex), in both layouts.
@@ -139,6 +138,7 @@ eachServer("S3BlobStore natively", (c) => storeLayer(c, "native"), (test, server
       const bytes = randomBytes(P + 99, fresh())
       yield* putBlob(bytes)
       const hitsBefore = yield* counter(MetricKeys.dedupHits, { backend: "s3" })
+      const writtenBefore = yield* counter(MetricKeys.bytesWritten, { backend: "s3" })
       const seen = yield* spy(client)
       const second = yield* putBlob(bytes)
       expect(second.deduplicated).toBe(true)
@@ -147,6 +147,8 @@ eachServer("S3BlobStore natively", (c) => storeLayer(c, "native"), (test, server
       expect(seen.count("CopyObject")).toBe(0)
       expect(yield* stagingKeys).toEqual([])
       expect((yield* counter(MetricKeys.dedupHits, { backend: "s3" })) - hitsBefore).toBe(1)
+      // The first part went out before the key was known, but nothing was stored: no bytes written.
+      expect((yield* counter(MetricKeys.bytesWritten, { backend: "s3" })) - writtenBefore).toBe(0)
       if (server.capabilities.multipartAbort === true) {
         const { settings } = yield* S3ClientInstance
         expect(yield* openUploads(`${settings.prefix}blobs/`)).toEqual([])
@@ -205,15 +207,28 @@ eachServer("S3BlobStore natively", (c) => storeLayer(c, "native"), (test, server
       expect(listed.every((s) => /^[0-9a-f]{64}$/.test(s.key.digest))).toBe(true)
     }))
 
-  test.scoped()("metrics: ingested bytes and blobs, upload durations", () =>
+  test.scoped()("metrics: ingested and written bytes, blobs, dedup hits, upload durations, like every BlobStore", () =>
     Effect.gen(function*() {
-      const bytesBefore = yield* counter(MetricKeys.bytesIngested, { backend: "s3" })
-      const blobsBefore = yield* counter(MetricKeys.blocksIngested, { backend: "s3" })
-      const outBefore = yield* counter(S3Metrics.bytesOut, { backend: "s3" })
+      const read = (name: string) => counter(name, { backend: "s3" })
+      const names = [MetricKeys.bytesIngested, MetricKeys.blocksIngested, MetricKeys.bytesWritten, MetricKeys.dedupHits, MetricKeys.bytesRead]
+      const snapshot = Effect.forEach(names, read)
+      const durations = observations(MetricKeys.uploadDurationSeconds, { backend: "s3" })
+      const [durationsBefore, before] = [yield* durations, yield* snapshot]
+      const delta = Effect.map(snapshot, (now) => now.map((n, i) => n - before[i]!))
       const bytes = randomBytes(3000, fresh())
-      yield* putBlob(bytes)
-      expect((yield* counter(MetricKeys.bytesIngested, { backend: "s3" })) - bytesBefore).toBe(3000)
-      expect((yield* counter(MetricKeys.blocksIngested, { backend: "s3" })) - blobsBefore).toBe(1)
-      expect((yield* counter(S3Metrics.bytesOut, { backend: "s3" })) - outBefore).toBe(3000)
-    }))
+      const small = yield* putBlob(bytes)
+      // [ingested, blobs, written, dedup hits, read]
+      expect(yield* delta).toEqual([3000, 1, 3000, 0, 0])
+      const large = randomBytes(P + 10, fresh())
+      yield* putBlob(large)
+      expect(yield* delta).toEqual([3000 + P + 10, 2, 3000 + P + 10, 0, 0])
+      // The same content again: ingested, but nothing written.
+      expect((yield* putBlob(bytes)).deduplicated).toBe(true)
+      expect(yield* delta).toEqual([6000 + P + 10, 3, 3000 + P + 10, 1, 0])
+      expect((yield* durations) - durationsBefore).toBe(3)
+      // Reads count what they emitted, once each (the S3 calls under the store do not count again).
+      yield* getBlob(small.key)
+      yield* Effect.flatMap(BlobStore, (s) => collect(s.get(small.key, { start: 10, end: 110 })))
+      expect((yield* delta)[4]).toBe(3100)
+    }), 60_000)
 })

@@ -2,7 +2,8 @@
  * Failures on every S3 server, injected through the SDK's middleware stack
  * (see sdk.ts): transient part failures retried alone, permanent failures
  * surfacing at once and aborting the upload, interrupted puts aborted,
- * consumers that stop reading early releasing their sockets.
+ * consumers that stop reading early releasing their sockets, bodies cut
+ * short caught by the blob store.
  */
 import * as S3 from "@aws-sdk/client-s3"
 import { expect } from "@effect/vitest"
@@ -16,11 +17,12 @@ import * as Stream from "effect/Stream"
 import { S3ClientInstance } from "../../../src/backends/s3/S3Client.js"
 import * as S3Metrics from "../../../src/backends/s3/S3Metrics.js"
 import { type BackendEvent, OperationFailed, RetryAttempted, UploadAborted } from "../../../src/ports/BackendEvents.js"
+import { BlobStore } from "../../../src/ports/BlobStore.js"
 import { ImmutableObjectStore, MutableObjectStore } from "../../../src/ports/ObjectStore.js"
 import * as MetricKeys from "../../../src/kit/MetricKeys.js"
 import { chunked, collect, firstDifference, MiB, randomBytes, sameBytes } from "../../../src/testing/bytes.js"
 import { awaitEvent, counter, eachServer, locatorMaker, openUploads, putBytes, read, recordEvents, storeLayer, useServers } from "./fixtures.js"
-import { inject, spy } from "./sdk.js"
+import { inject, spy, truncateBody } from "./sdk.js"
 
 useServers()
 
@@ -181,6 +183,27 @@ eachServer("S3 faults", (c) => storeLayer(c, "faults", { maxSockets: 2 }), (test
       const denied = yield* Effect.flip(store.head(f.at("r")))
       expect([denied.reason, denied.method]).toEqual(["PermissionDenied", "head"])
       expect(seen.count("HeadObject")).toBe(1)
+    }))
+
+  test.scoped()("a blob's GET body cut short fails the read with Corrupted, ranged or full; an intact one passes", () =>
+    Effect.gen(function*() {
+      const { client } = yield* S3ClientInstance
+      const blobs = yield* BlobStore
+      const content = randomBytes(200_000, Math.floor(Math.random() * 1e9))
+      const { key } = yield* Stream.run(chunked(content), blobs.put())
+      const range = { start: 1000, end: 150_000 }
+      expectSame(yield* collect(blobs.get(key, range)), content.subarray(range.start, range.end))
+      // Headers say 149,000 bytes; the body ends after 4,000 without an error from the connection.
+      const cut = yield* truncateBody(client, { command: "GetObject", keep: 4000 })
+      // Lengths, not bytes: a read that wrongly succeeds is reported as a number, not a 149,000-byte array.
+      const ranged = yield* Effect.flip(Effect.map(collect(blobs.get(key, range)), (b) => b.length))
+      expect(cut.fired()).toBe(1)
+      expect([ranged._tag, ranged.reason, ranged.method]).toEqual(["BlobError", "Corrupted", "get"])
+      yield* truncateBody(client, { command: "GetObject", keep: 4000 })
+      expect((yield* Effect.flip(Effect.map(collect(blobs.get(key)), (b) => b.length))).reason).toBe("Corrupted")
+      // The cuts are spent: the next reads are whole again.
+      expectSame(yield* collect(blobs.get(key, range)), content.subarray(range.start, range.end))
+      expectSame(yield* collect(blobs.get(key)), content)
     }))
 
   test.scoped()("consumers that stop reading early release their sockets: the next 20 requests succeed", () =>

@@ -145,3 +145,48 @@ export const inject = (client: S3Client, fault: Fault): Effect.Effect<Injected, 
     }
     return Effect.as(scopedMiddleware(client, middleware, { step: "deserialize", priority: "low" }), { fired: () => fired })
   })
+
+/** Which responses `truncateBody` cuts, and where. */
+export interface Truncation {
+  /** Command whose response body is cut, e.g. "GetObject". */
+  readonly command: string
+  /** Bytes of the body that get through; the body then ends as if the connection closed cleanly. */
+  readonly keep: number
+  /** How many matching responses are cut (default 1; Infinity = every one). */
+  readonly times?: number
+}
+
+/** The first `keep` bytes of `source`, then the end (the rest is never read; the source is destroyed). */
+async function* firstBytes(source: AsyncIterable<Uint8Array>, keep: number): AsyncGenerator<Uint8Array> {
+  let left = keep
+  if (left <= 0) return
+  for await (const chunk of source) {
+    const piece = chunk.subarray(0, left)
+    left -= piece.length
+    yield piece
+    if (left <= 0) return
+  }
+}
+
+/**
+ * Lets matching responses through with their headers intact but their body
+ * cut after `keep` bytes, while the scope is open: what a proxy or a server
+ * that drops the connection mid-body without an error looks like.
+ */
+export const truncateBody = (client: S3Client, truncation: Truncation): Effect.Effect<Injected, never, Scope.Scope> =>
+  Effect.suspend(() => {
+    let remaining = truncation.times ?? 1
+    let fired = 0
+    // Deserialize step, low priority: wraps the HTTP handler, before the SDK parses the response.
+    const middleware: Middleware = (next, context) => async (args) => {
+      const result = await next(args)
+      const response = result.response as { body?: unknown }
+      if (commandOf(context) === truncation.command && remaining > 0 && response.body instanceof Readable) {
+        remaining--
+        fired++
+        response.body = Readable.from(firstBytes(response.body, truncation.keep), { objectMode: false })
+      }
+      return result
+    }
+    return Effect.as(scopedMiddleware(client, middleware, { step: "deserialize", priority: "low" }), { fired: () => fired })
+  })

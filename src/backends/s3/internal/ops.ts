@@ -170,9 +170,20 @@ export const abortReason = (exit: Exit.Exit<unknown, unknown>): string =>
         typeof e === "object" && e !== null && "message" in e && typeof e.message === "string" ? `failed: ${e.message}` : "failed"
     })
 
+/** Options of `make`. */
+export interface OpsOptions {
+  /**
+   * Count the bytes sent and received (bytes written / read). Off under a
+   * BlobStore, whose protocol counts content bytes itself (counted here too,
+   * they would land twice in the same series).
+   */
+  readonly countBytes?: boolean | undefined
+}
+
 /** The calls of one port instance over `shape`'s client, recorded by `instrument`. */
-export const make = (shape: S3ClientShape, instrument: Instrument): Ops => {
+export const make = (shape: S3ClientShape, instrument: Instrument, options: OpsOptions = {}): Ops => {
   const { client, settings, sse } = shape
+  const countBytes = (name: string, n: number) => options.countBytes === false ? Effect.void : instrument.counter(name, n)
   const Bucket = settings.bucket
   const schedule = Option.getOrElse(settings.retrySchedule, () => Retry.defaultSchedule)
 
@@ -243,7 +254,7 @@ export const make = (shape: S3ClientShape, instrument: Instrument): Ops => {
             for (const c of chunk) received += c.length
             return chunk
           }),
-          Stream.ensuring(Effect.suspend(() => instrument.counter(S3Metrics.bytesIn, received)))
+          Stream.ensuring(Effect.suspend(() => countBytes(S3Metrics.bytesIn, received)))
         )
       return Effect.succeed<Opened>({ info: infoOf(out, size), length: Math.min(keep, length), body })
     }))
@@ -277,7 +288,7 @@ export const make = (shape: S3ClientShape, instrument: Instrument): Ops => {
         }),
         { abortSignal: signal }
       ))).pipe(
-        Effect.tap((outcome) => outcome._tag === "Written" ? instrument.counter(S3Metrics.bytesOut, body.length) : Effect.void)
+        Effect.tap((outcome) => outcome._tag === "Written" ? countBytes(S3Metrics.bytesOut, body.length) : Effect.void)
       )
 
   const createMultipart: Ops["createMultipart"] = (key, target, headers) =>
@@ -309,7 +320,7 @@ export const make = (shape: S3ClientShape, instrument: Instrument): Ops => {
       )).pipe(
         Effect.tap(() =>
           Effect.all([
-            instrument.counter(S3Metrics.bytesOut, body.length),
+            countBytes(S3Metrics.bytesOut, body.length),
             instrument.counter(S3Metrics.multipartParts, 1, { kind: "upload" }),
             instrument.histogram(S3Metrics.partBytes, body.length)
           ], { discard: true })
