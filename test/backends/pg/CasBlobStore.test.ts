@@ -105,11 +105,13 @@ describePg("CasBlobStore over PostgreSQL", cas("cas_pg"), (test) => {
       expect((yield* replicas.replicas(key)).map(BlobLocator.render)).toEqual([BlobLocator.render(target)])
     }))
 
-  test("--store pg: storeLayerFromEnv builds the whole store from GRAVITON_PG_*", () =>
+  test("--store pg: PgStore.layerConfig builds the whole store from GRAVITON_PG_* and GRAVITON_LAYOUT", () =>
     Effect.gen(function*() {
       const db = yield* freshDatabase("cas_env")
-      const env = ConfigProvider.fromMap(new Map([["GRAVITON_PG_URL", db.url], ["GRAVITON_PG_MIGRATE", "true"]]))
       for (const layout of ["monolithic", "chunked"] as const) {
+        const env = ConfigProvider.fromMap(
+          new Map([["GRAVITON_PG_URL", db.url], ["GRAVITON_PG_MIGRATE", "true"], ["GRAVITON_LAYOUT", layout]])
+        )
         const bytes = randomBytes(200_000, layout.length)
         const back = yield* Effect.gen(function*() {
           const store = yield* BlobStore
@@ -117,7 +119,7 @@ describePg("CasBlobStore over PostgreSQL", cas("cas_pg"), (test) => {
           const kv = yield* KeyValueStore
           expect(Option.isSome(yield* kv.get(`blobs/${BinaryKey.render(result.key)}`))).toBe(true)
           return yield* collect(store.get(result.key))
-        }).pipe(Effect.provide(Pg.storeLayerFromEnv({ layout })), Effect.withConfigProvider(env))
+        }).pipe(Effect.provide(Pg.layerConfig()), Effect.withConfigProvider(env))
         expect(sameBytes(back, bytes)).toBe(true)
       }
     }).pipe(Effect.scoped))
