@@ -70,7 +70,7 @@ export interface ResolvedOptions {
 const NAMESPACE = /^[\u0023-\u007e]+$/
 
 /** Checks a namespace name; the reason why not, or undefined. */
-export const namespaceProblem = (namespace: unknown): string | undefined =>
+const namespaceProblem = (namespace: unknown): string | undefined =>
   typeof namespace !== "string" || namespace.length === 0
     ? "a namespace must be a non-empty string"
     : namespace.includes("/")
