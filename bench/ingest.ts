@@ -31,7 +31,7 @@ import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
-import * as EmbeddedLayers from "../src/stores/EmbeddedLayers.js"
+import * as EmbeddedStore from "../src/stores/EmbeddedStore.js"
 import * as Io from "../src/cli/io.js"
 import * as Stores from "../src/cli/stores.js"
 import * as BinaryKey from "../src/core/BinaryKey.js"
@@ -176,7 +176,7 @@ const hashOnlyOf = (file: string, bytes: number) => async () => Bench.mbps(bytes
 // ---------------------------------------------------------------- in process
 
 const settings = (layout: "monolithic" | "chunked", home: string) =>
-  EmbeddedLayers.live({ home, layout: Stores.casLayout(layout), algorithm })
+  EmbeddedStore.layer({ home, layout: Stores.casLayout(layout), algorithm })
 
 /** The CLI's put pipeline (file source → BlobStore.put) in this process; only the transfer is timed. */
 const putInProcess = (layout: "monolithic" | "chunked") => async () => {

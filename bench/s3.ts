@@ -96,7 +96,7 @@ const sdkClient = (t: Target) =>
   })
 
 const storeLayer = (t: Target, payloadSigning: "auto" | "unsigned" = "auto", concurrency = CONCURRENCY) =>
-  S3ObjectStore.layerFromClient.pipe(Layer.provideMerge(S3Client.layer({
+  S3ObjectStore.layer.pipe(Layer.provideMerge(S3Client.layer({
     bucket: t.bucket,
     prefix: t.prefix,
     endpoint: t.endpoint,

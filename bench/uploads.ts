@@ -25,7 +25,7 @@ import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
-import * as EmbeddedLayers from "../src/stores/EmbeddedLayers.js"
+import * as EmbeddedStore from "../src/stores/EmbeddedStore.js"
 import { readPool, readRange, spansToSend } from "../src/cli/commands/upload.js"
 import * as Io from "../src/cli/io.js"
 import * as RangeSet from "../src/core/RangeSet.js"
@@ -107,7 +107,7 @@ const freshHome = () => {
 /** Uploads on a fresh embedded home, for one timed run. */
 const onEmbedded = (effect: Effect.Effect<unknown, unknown, Uploads | BlobStore>) => {
   const home = freshHome()
-  return timed(UploadsModule.layer().pipe(Layer.provideMerge(EmbeddedLayers.live({ home }))), effect, home)
+  return timed(UploadsModule.layer().pipe(Layer.provideMerge(EmbeddedStore.layer({ home }))), effect, home)
 }
 
 /** Kills `graviton upload` once half the file has landed, resumes it, and reports the bytes sent by each. */

@@ -1,5 +1,7 @@
 /**
- * The embedded default composed by hand: CasBlobStore over files + LevelDB.
+ * The embedded default composed by hand: CasBlobStore over files + LevelDB
+ * metadata (the home is laid out as EmbeddedStore.layer lays it out: the
+ * LevelDB namespaces are Graviton's one list, KvKey.NAMESPACES).
  * Run from the repository root: `npx tsx examples/embedded.ts`.
  */
 import * as Effect from "effect/Effect"
@@ -19,7 +21,7 @@ const home = mkdtempSync(join(tmpdir(), "graviton-example-"))
 
 const Embedded = CasBlobStore.layer({ layout: CasBlobStore.monolithic }).pipe(
   Layer.provide(FsObjectStore.layer({ root: join(home, "blobs") })),
-  Layer.provide(LevelLayers.live({ path: join(home, "meta"), namespaces: ["blobs", "blocks", "replicas"] })),
+  Layer.provide(LevelLayers.metadata({ path: join(home, "meta") })),
   Layer.provideMerge(Layer.merge(Metrics.layer, Events.layer))
 )
 

@@ -1,13 +1,15 @@
 /**
  * The stores the CLI can talk to: a small registry from the `--store` name
- * to a Layer factory. A backend adds itself with one entry here (the
- * PostgreSQL and S3 backends each add theirs); everything else in the CLI
- * only sees the services listed in `StoreServices`.
+ * to a store of src/stores (its `layerConfig`, or `layerWithUploadsConfig`
+ * for resumable uploads, with the CLI's --home and --layout applied).
+ * Everything else in the CLI only sees the services listed in
+ * `StoreServices`.
  *
  * Backends are imported when their store is chosen (`lazy`), not when the
  * CLI starts: loading the AWS SDK, the PostgreSQL driver and LevelDB for
  * every command would cost start-up time and memory for nothing.
  */
+import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as path from "node:path"
@@ -15,14 +17,12 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as MemoryLayers from "../backends/memory/MemoryLayers.js"
 import * as MemoryObjectStore from "../backends/memory/MemoryObjectStore.js"
-import type { BackendEvents } from "../ports/BackendEvents.js"
-import type { BlobStore } from "../ports/BlobStore.js"
-import { BlobStore as BlobStoreTag } from "../ports/BlobStore.js"
-import type { MetricsRegistry } from "../ports/MetricsRegistry.js"
+import { BlobStore } from "../ports/BlobStore.js"
 import * as CasBlobStore from "../blobs/CasBlobStore.js"
 import * as Events from "../kit/Events.js"
 import * as Metrics from "../kit/Metrics.js"
 import * as Uploads from "../uploads/Uploads.js"
+import type { StoreServices } from "../stores/Store.js"
 import { ExitCode, fail as cliFail } from "./exitCodes.js"
 
 /** Settings a store factory may use (from options, the environment, or defaults). */
@@ -34,10 +34,11 @@ export interface StoreSettings {
 }
 
 /**
- * What every store gives the CLI. A store may provide more: when it also
- * provides a `KeyValueStore`, the CLI keeps cumulative metrics in it.
+ * What every store gives the CLI (see src/stores/Store.ts). A store may
+ * provide more: when it also provides a `KeyValueStore`, the CLI keeps
+ * cumulative metrics in it.
  */
-export type StoreServices = BlobStore | MetricsRegistry | BackendEvents
+export type { StoreServices }
 
 /** One `--store` choice. */
 export interface StoreEntry {
@@ -66,37 +67,66 @@ const memoryStore = (settings: StoreSettings) =>
     Layer.provideMerge(Layer.merge(Metrics.layer, Events.layer))
   )
 
+/** A store module of src/stores: its environment config, and its layers from a config. */
+interface StoreModule<O> {
+  readonly config: Config.Config<O>
+  readonly layerConfig: (config: Config.Config<O>) => Layer.Layer<StoreServices, unknown>
+  readonly layerWithUploadsConfig: (config: Config.Config<O>) => Layer.Layer<StoreServices | Uploads.Uploads, unknown>
+}
+
+/**
+ * The registry entry of a store module, loaded on first use: its options
+ * from the environment, then the CLI's settings applied by `apply`.
+ */
+const entry = <O>(
+  description: string,
+  load: () => Promise<StoreModule<O>>,
+  apply: (options: O, settings: StoreSettings) => O
+): StoreEntry => {
+  const configured = (store: StoreModule<O>, settings: StoreSettings) =>
+    Config.map(store.config, (options) => apply(options, settings))
+  return {
+    description,
+    layer: (settings) => lazy(load, (store) => store.layerConfig(configured(store, settings))),
+    uploads: (settings) => lazy(load, (store) => store.layerWithUploadsConfig(configured(store, settings)))
+  }
+}
+
+/** The meta directory of the CLI's home, where the LevelDB metadata of local stores lives. */
+const metaOf = (settings: StoreSettings) => path.join(settings.home, "meta")
+
 const registry: Record<string, StoreEntry> = {
-  embedded: {
-    description: "local files under <home>/blobs, LevelDB metadata under <home>/meta",
-    layer: (settings) =>
-      lazy(
-        () => import("../stores/EmbeddedLayers.js"),
-        (EmbeddedLayers) => EmbeddedLayers.live({ home: settings.home, layout: casLayout(settings.layout) })
-      ),
-    uploads: (settings) =>
-      lazy(
-        () => import("../stores/EmbeddedLayers.js"),
-        (EmbeddedLayers) =>
-          Uploads.layer().pipe(Layer.provideMerge(EmbeddedLayers.live({ home: settings.home, layout: casLayout(settings.layout) })))
-      )
-  },
+  embedded: entry(
+    "local files under <home>/blobs, LevelDB metadata under <home>/meta",
+    () => import("../stores/EmbeddedStore.js"),
+    (options, settings) => ({ ...options, home: settings.home, layout: casLayout(settings.layout) })
+  ),
   memory: {
     description: "in-process memory, gone when the command exits (for trying things out)",
     layer: (settings) => memoryStore(settings),
     uploads: (settings) => Uploads.layer().pipe(Layer.provideMerge(memoryStore(settings)))
   },
-  s3: {
-    description: "S3 or an S3-compatible service, configured by GRAVITON_S3_* (docs/backends/s3.md)",
-    layer: (settings) => lazy(() => import("../stores/S3Store.js"), (S3) => S3.storeLayerFromEnv(settings)),
+  s3: entry(
+    "S3 or an S3-compatible service, configured by GRAVITON_S3_* (docs/backends/s3.md)",
     // Parts are native multipart parts; upload records and ranges live in a LevelDB sidecar under the home.
-    uploads: (settings) => lazy(() => import("../stores/S3Store.js"), (S3) => S3.uploadsLayerFromEnv(settings))
-  },
-  pg: {
-    description: "PostgreSQL, configured by GRAVITON_PG_* (docs/backends/postgres.md)",
-    layer: (settings) => lazy(() => import("../stores/PgStore.js"), (Pg) => Pg.storeLayerFromEnv(settings)),
-    uploads: (settings) => lazy(() => import("../stores/PgStore.js"), (Pg) => Pg.uploadsLayerFromEnv(settings))
-  }
+    () => import("../stores/S3Store.js"),
+    (options, settings) => ({ ...options, home: settings.home, layout: casLayout(settings.layout) })
+  ),
+  pg: entry(
+    "PostgreSQL, configured by GRAVITON_PG_* (docs/backends/postgres.md)",
+    () => import("../stores/PgStore.js"),
+    (options, settings) => ({ ...options, layout: casLayout(settings.layout) })
+  ),
+  "pg-s3": entry(
+    "bytes in S3 (GRAVITON_S3_*), metadata in PostgreSQL (GRAVITON_PG_*)",
+    () => import("../stores/PgS3Store.js"),
+    (options, settings) => ({ ...options, layout: casLayout(settings.layout) })
+  ),
+  "level-s3": entry(
+    "bytes in S3 (GRAVITON_S3_*), metadata in LevelDB under <home>/meta",
+    () => import("../stores/LevelS3Store.js"),
+    (options, settings) => ({ ...options, level: { ...options.level, path: metaOf(settings) }, layout: casLayout(settings.layout) })
+  )
 }
 
 /** Registered store names, in registration order. */
@@ -119,8 +149,8 @@ export const buildStore = (
     const colon = spec.indexOf(":")
     const kind = colon < 0 ? spec : spec.slice(0, colon)
     const dir = colon < 0 ? undefined : spec.slice(colon + 1)
-    const entry = get(kind)
-    if (entry === undefined) {
+    const found = get(kind)
+    if (found === undefined) {
       return Effect.fail(cliFail(ExitCode.Usage, `unknown store ${JSON.stringify(kind)} in ${JSON.stringify(spec)} (expected one of: ${names().join(", ")})`))
     }
     if (kind === "embedded" && (dir === undefined || dir.length === 0)) {
@@ -130,5 +160,5 @@ export const buildStore = (
       return Effect.fail(cliFail(ExitCode.Usage, `the ${kind} store takes no directory (${JSON.stringify(spec)})`))
     }
     const home = dir === undefined ? settings.home : path.resolve(dir)
-    return Effect.map(Layer.build(entry.layer({ ...settings, home })), (context) => Context.get(context, BlobStoreTag))
+    return Effect.map(Layer.build(found.layer({ ...settings, home })), (context) => Context.get(context, BlobStore))
   })

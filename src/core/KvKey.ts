@@ -44,3 +44,20 @@ export const prefixUpperBound = (prefix: string): Uint8Array | undefined => {
   }
   return undefined
 }
+
+/**
+ * Every namespace Graviton itself writes, the one list of them: `blobs`
+ * and `blocks` (the content-addressed store's records), `ranges` (the
+ * KV-backed RangeTracker), `replicas` (the KV-backed ReplicaIndex),
+ * `uploads` (resumable upload records) and `cli` (the CLI's own state).
+ * A backend that keeps namespaces apart (LevelDB sublevels) declares these
+ * and refuses any other unless the application declares it too; a test
+ * checks that each module's prefix is listed here.
+ */
+export const NAMESPACES: ReadonlyArray<string> = ["blobs", "blocks", "ranges", "replicas", "uploads", "cli"]
+
+/** The namespace of a key: its first `/`-separated segment, or undefined when it has none. */
+export const namespaceOf = (key: string): string | undefined => {
+  const slash = key.indexOf("/")
+  return slash > 0 ? key.slice(0, slash) : undefined
+}

@@ -11,7 +11,7 @@ import * as Stream from "effect/Stream"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import * as EmbeddedLayers from "../../src/stores/EmbeddedLayers.js"
+import * as EmbeddedStore from "../../src/stores/EmbeddedStore.js"
 import * as BinaryKey from "../../src/core/BinaryKey.js"
 import * as BlobLocator from "../../src/core/BlobLocator.js"
 import { BlobStore } from "../../src/ports/BlobStore.js"
@@ -131,7 +131,7 @@ describe("accumulated metrics", () => {
   })
 })
 
-describe("EmbeddedLayers.layerConfig", () => {
+describe("EmbeddedStore.layerConfig", () => {
   it.scoped("reads GRAVITON_HOME and GRAVITON_LAYOUT, and stores under <home>/blobs and <home>/meta", () =>
     Effect.gen(function*() {
       const home = fs.mkdtempSync(path.join(os.tmpdir(), "graviton-embedded-"))
@@ -143,7 +143,7 @@ describe("EmbeddedLayers.layerConfig", () => {
         const result = yield* Stream.run(Stream.make(bytes), store.put())
         expect(result.deduplicated).toBe(false)
         return yield* store.stat(result.key)
-      }).pipe(Effect.provide(EmbeddedLayers.layerConfig().pipe(Layer.provide(Layer.setConfigProvider(provider)))))
+      }).pipe(Effect.provide(EmbeddedStore.layerConfig().pipe(Layer.provide(Layer.setConfigProvider(provider)))))
       expect(Option.map(stat, (s) => s.size)).toEqual(Option.some(bytes.length))
       // Chunked blobs are reported at their manifest, not at one object.
       expect(Option.flatMap(stat, (s) => s.locator).pipe(Option.map(BlobLocator.render), Option.getOrThrow)).toMatch(/^kv:\/\//)
@@ -153,7 +153,7 @@ describe("EmbeddedLayers.layerConfig", () => {
 
   it("rejects an unknown layout word", () => {
     const provider = ConfigProvider.fromMap(new Map([["GRAVITON_LAYOUT", "striped"]]))
-    const exit = Effect.runSyncExit(Effect.withConfigProvider(EmbeddedLayers.config, provider))
+    const exit = Effect.runSyncExit(Effect.withConfigProvider(EmbeddedStore.config, provider))
     expect(exit._tag).toBe("Failure")
   })
 })

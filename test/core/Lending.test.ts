@@ -13,7 +13,7 @@ import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as NFS from "node:fs"
 import * as Path from "node:path"
-import * as EmbeddedLayers from "../../src/stores/EmbeddedLayers.js"
+import * as EmbeddedStore from "../../src/stores/EmbeddedStore.js"
 import * as Hashing from "../../src/core/Hashing.js"
 import * as Lending from "../../src/core/Lending.js"
 import * as Io from "../../src/cli/io.js"
@@ -155,6 +155,6 @@ describe("Lending", () => {
       // 21 chunks; each segment's four came back once the segment was written and hashed.
       expect(pool.allocated).toBeLessThan(8)
     }).pipe(Effect.provide(
-      Uploads.layer().pipe(Layer.provideMerge(EmbeddedLayers.live({ home: tempDir("graviton-lending-upload-"), uploadSegmentSize: 64 * KiB })))
+      Uploads.layer().pipe(Layer.provideMerge(EmbeddedStore.layer({ home: tempDir("graviton-lending-upload-"), uploadSegmentSize: 64 * KiB })))
     )))
 })

@@ -4,7 +4,7 @@
  * the blob on complete.
  */
 import * as Layer from "effect/Layer"
-import * as EmbeddedLayers from "../../src/stores/EmbeddedLayers.js"
+import * as EmbeddedStore from "../../src/stores/EmbeddedStore.js"
 import * as Uploads from "../../src/uploads/Uploads.js"
 import { tempDir } from "../blobs/fixtures.js"
 import { testUploads } from "../../src/testing/Uploads.js"
@@ -13,7 +13,7 @@ import { stagedObjects } from "./fixtures.js"
 const segmentSize = 256 * 1024
 
 testUploads("embedded (fs + LevelDB)", {
-  layer: Uploads.layer({ segmentSize }).pipe(Layer.provideMerge(EmbeddedLayers.live({ home: tempDir("uploads-embedded-"), uploadSegmentSize: segmentSize }))),
+  layer: Uploads.layer({ segmentSize }).pipe(Layer.provideMerge(EmbeddedStore.layer({ home: tempDir("uploads-embedded-"), uploadSegmentSize: segmentSize }))),
   fresh: Uploads.make({ segmentSize }),
   segmentSize,
   staged: stagedObjects("file", "blobs", "staging/uploads/")

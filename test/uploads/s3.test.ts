@@ -1,6 +1,6 @@
 /**
  * The Uploads suite over the S3 store as the CLI builds it
- * (`uploadsLayerFromEnv`, configured by GRAVITON_S3_*): segments as native
+ * (`S3Store.layerWithUploadsConfig`, configured by GRAVITON_S3_*): segments as native
  * multipart parts (S3UploadStaging, 5 MiB parts), records and ranges in the
  * LevelDB sidecar under the home. Runs on every harness server that lists
  * multipart parts; the others are skipped with the reason in the title.
@@ -16,6 +16,7 @@ import * as NFS from "node:fs"
 import * as NodePath from "node:path"
 import * as LevelLayers from "../../src/backends/level/LevelLayers.js"
 import * as S3Backend from "../../src/stores/S3Store.js"
+import * as CasBlobStore from "../../src/blobs/CasBlobStore.js"
 import * as S3Client from "../../src/backends/s3/S3Client.js"
 import { S3ClientInstance } from "../../src/backends/s3/S3Client.js"
 import { BinaryKey } from "../../src/core/BinaryKey.js"
@@ -60,14 +61,14 @@ const placeOf = (c: Harness.Candidate, label: string) =>
     return { running, place }
   })
 
-/** `uploadsLayerFromEnv` on a server, in `home`. */
+/** `layerWithUploadsConfig` on a server, in `home`. */
 const uploadsFromEnv = (running: Harness.Running, place: Harness.Place, home: string) =>
-  S3Backend.uploadsLayerFromEnv({ home }).pipe(
-    Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(envOf(running, place))))
+  S3Backend.layerWithUploadsConfig().pipe(
+    Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([...envOf(running, place), ["GRAVITON_HOME", home]]))))
   )
 
 /**
- * What `uploadsLayerFromEnv` composes (the env-configured store, its staging,
+ * What `layerWithUploadsConfig` composes (the env-configured store, its staging,
  * the sidecar, Uploads), with the sidecar exposed so the suite can build a
  * fresh Uploads on it, plus a client of its own (same bucket and prefix) to
  * look at what is staged.
@@ -75,8 +76,8 @@ const uploadsFromEnv = (running: Harness.Running, place: Harness.Place, home: st
 const suiteLayer = (c: Harness.Candidate) =>
   Layer.unwrapEffect(Effect.map(placeOf(c, "uploads"), ({ place, running }) =>
     Uploads.layer().pipe(
-      Layer.provideMerge(LevelLayers.live({ path: NodePath.join(tempDir("uploads-s3-"), "meta"), namespaces: S3Backend.UPLOADS_NAMESPACES })),
-      Layer.provideMerge(S3Backend.storeLayerFromEnv()),
+      Layer.provideMerge(LevelLayers.live({ path: NodePath.join(tempDir("uploads-s3-"), "meta") })),
+      Layer.provideMerge(S3Backend.layerConfig()),
       Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(envOf(running, place)))),
       Layer.merge(S3Client.layer(Harness.clientOptions(c, running, place)))
     )))
@@ -106,7 +107,7 @@ for (const c of Harness.candidates) {
 const keyOf = (bytes: Uint8Array) =>
   new BinaryKey({ algorithm: "sha256", digest: createHash("sha256").update(bytes).digest("hex"), size: bytes.length })
 
-describe("uploadsLayerFromEnv", () => {
+describe("S3Store.layerWithUploads", () => {
   const server = Harness.candidates.find((c) => skipOf(c) === undefined)
   gate(it.live, server === undefined ? "no S3 server here lists multipart parts" : undefined)(
     `records outlive the process, parts live in S3 (${server?.name ?? "none"})`,
@@ -163,7 +164,7 @@ describe("uploadsLayerFromEnv", () => {
   it.effect("the chunked layout is refused with Unsupported before anything is opened", () =>
     Effect.gen(function*() {
       const home = tempDir("uploads-s3-chunked-")
-      const error = yield* Effect.flip(Effect.scoped(Layer.build(S3Backend.uploadsLayerFromEnv({ home, layout: "chunked" }))))
+      const error = yield* Effect.flip(Effect.scoped(Layer.build(S3Backend.layerWithUploads({ bucket: "never-opened", home, layout: CasBlobStore.chunked() }))))
       expect(error._tag === "BlobError" ? error.reason : error._tag).toBe("Unsupported")
       // The sidecar was never created.
       expect(NFS.existsSync(NodePath.join(home, "meta"))).toBe(false)

@@ -669,20 +669,14 @@ const layerContext = (store: MutableObjectStoreShape) =>
   Context.make(MutableObjectStore, store).pipe(Context.add(ImmutableObjectStore, store))
 
 /**
- * Both object-store ports over the FileSystem in the context. Directory
- * listing and pruning still call node:fs directly (the platform has no
- * typed readdir nor rmdir), so this is for Node FileSystem variants only.
+ * Both object-store ports on the local disk under `options.root`, over
+ * Node's FileSystem (directory listing and pruning call node:fs directly:
+ * the platform has no typed readdir nor rmdir, so no other FileSystem fits).
  */
-export const layerFromFileSystem = (
-  options: FsObjectStoreOptions
-): Layer.Layer<MutableObjectStore | ImmutableObjectStore, ObjectStoreError, FileSystem.FileSystem> =>
-  Layer.effectContext(Effect.map(make(options), layerContext))
-
-/** Both object-store ports on the local disk under `options.root` (Node's FileSystem included). */
 export const layer = (
   options: FsObjectStoreOptions
 ): Layer.Layer<MutableObjectStore | ImmutableObjectStore, ObjectStoreError> =>
-  Layer.provide(layerFromFileSystem(options), NodeFileSystem.layer)
+  Layer.provide(Layer.effectContext(Effect.map(make(options), layerContext)), NodeFileSystem.layer)
 
 /** Options from the environment: GRAVITON_FS_ROOT (required), GRAVITON_FS_SCHEME, GRAVITON_FS_FSYNC. */
 export const config: Config.Config<FsObjectStoreOptions> = Config.all({

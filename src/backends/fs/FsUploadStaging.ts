@@ -15,6 +15,8 @@
  * fsyncs): a writer killed in between loses that segment, no more. A re-sent
  * span overwrites the same bytes.
  */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
@@ -47,7 +49,7 @@ export const DEFAULT_SEGMENT_SIZE = 8 * 1024 * 1024
 export const DATA = "data"
 
 /** What the file staging works with. */
-export interface Options {
+interface Context {
   /** Root directory of the fs object store `objects` (the file lives inside it, so adopting it is a rename). */
   readonly root: string
   readonly objects: MutableObjectStoreShape
@@ -71,7 +73,7 @@ const fromError = (method: string, what: string) => (e: unknown): BlobError => {
 }
 
 /** The file staging over an fs object store (see the module comment). */
-export const make = (options: Options): UploadStaging["Type"] => {
+const build = (options: Context): UploadStaging["Type"] => {
   const { objects, blobs, assembly, prefix } = options
   const segmentSize = options.segmentSize ?? DEFAULT_SEGMENT_SIZE
   const fsync = options.fsync ?? false
@@ -201,8 +203,8 @@ export const make = (options: Options): UploadStaging["Type"] => {
   }
 }
 
-/** Options of `layer`. */
-export interface LayerOptions {
+/** Options of the file staging. */
+export interface Options {
   /** Root directory of the fs object store in the context. */
   readonly root: string
   /** Where uploads live (default: the BlobAssembly's staging prefix). */
@@ -215,21 +217,43 @@ export interface LayerOptions {
  * The file staging over the fs object store (rooted at `options.root`) and
  * the BlobStore in the context, adopting files through its BlobAssembly.
  */
-export const layer = (
-  options: LayerOptions
-): Layer.Layer<UploadStaging, BlobError, MutableObjectStore | BlobStore> =>
-  Layer.effect(
-    UploadStaging,
-    Effect.gen(function*() {
-      const objects = yield* MutableObjectStore
-      const blobs = yield* BlobStore
-      const assembly = yield* Effect.serviceOption(BlobAssembly)
-      const prefix = options.prefix ?? Option.getOrUndefined(Option.map(assembly, (a) => a.stagingPrefix))
-      if (prefix === undefined) {
-        return yield* fail("InvalidInput", "begin", "no staging location: give the file staging a prefix (the BlobStore offers none)")
-      }
-      // The store works on the real path of its root; so must the paths computed here.
-      const root = yield* Effect.tryPromise({ try: () => NFS.promises.realpath(Path.resolve(options.root)), catch: fromError("begin", options.root) })
-      return make({ root, objects, blobs, assembly, prefix, segmentSize: options.segmentSize, fsync: options.fsync })
-    })
+export const make = (
+  options: Options
+): Effect.Effect<UploadStaging["Type"], BlobError, MutableObjectStore | BlobStore> =>
+  Effect.gen(function*() {
+    const objects = yield* MutableObjectStore
+    const blobs = yield* BlobStore
+    const assembly = yield* Effect.serviceOption(BlobAssembly)
+    const prefix = options.prefix ?? Option.getOrUndefined(Option.map(assembly, (a) => a.stagingPrefix))
+    if (prefix === undefined) {
+      return yield* fail("InvalidInput", "begin", "no staging location: give the file staging a prefix (the BlobStore offers none)")
+    }
+    // The store works on the real path of its root; so must the paths computed here.
+    const root = yield* Effect.tryPromise({ try: () => NFS.promises.realpath(Path.resolve(options.root)), catch: fromError("begin", options.root) })
+    return build({ root, objects, blobs, assembly, prefix, segmentSize: options.segmentSize, fsync: options.fsync })
+  })
+
+/** UploadStaging over the object store and BlobStore in the context (see `make`). */
+export const layer = (options: Options): Layer.Layer<UploadStaging, BlobError, MutableObjectStore | BlobStore> =>
+  Layer.effect(UploadStaging, make(options))
+
+/** Options from the environment: GRAVITON_FS_ROOT (required), GRAVITON_FS_UPLOAD_SEGMENT_SIZE, GRAVITON_FS_FSYNC. */
+export const config: Config.Config<Options> = Config.all({
+  root: Config.string("GRAVITON_FS_ROOT").pipe(
+    Config.withDescription("Directory under which the filesystem object store keeps its buckets")
+  ),
+  segmentSize: Config.integer("GRAVITON_FS_UPLOAD_SEGMENT_SIZE").pipe(
+    Config.withDefault(DEFAULT_SEGMENT_SIZE),
+    Config.withDescription("Segment size of resumable uploads in bytes")
+  ),
+  fsync: Config.boolean("GRAVITON_FS_FSYNC").pipe(
+    Config.withDefault(false),
+    Config.withDescription("fsync each segment before it counts as landed")
   )
+})
+
+/** Like `layer`, with options from `Config` (by default `config`). */
+export const layerConfig = (
+  options: Config.Config.Wrap<Options> = config
+): Layer.Layer<UploadStaging, BlobError | ConfigError.ConfigError, MutableObjectStore | BlobStore> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(options), layer))

@@ -20,7 +20,7 @@ export const objectPath = (root: string, bucket: string, path: string): string =
   Path.join(root, bucket, ...path.split("/"))
 
 /** Writes all of `bytes` at offset `at` of `fd`. */
-export const writeAt = (fd: number, bytes: Uint8Array, at: number): Promise<void> =>
+const writeAt = (fd: number, bytes: Uint8Array, at: number): Promise<void> =>
   new Promise<number>((resolve, reject) =>
     NFS.write(fd, bytes, 0, bytes.length, at, (error, n) => (error === null ? resolve(n) : reject(error)))
   ).then((n) =>

@@ -6,6 +6,7 @@ import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
 import type { MetadataError } from "../../core/Errors.js"
+import * as KvKey from "../../core/KvKey.js"
 import { invalidInput } from "./errors.js"
 
 /** Options of one LevelDB database. */
@@ -13,9 +14,10 @@ export interface LevelOptions {
   /** Directory of the database (created when missing, unless `createIfMissing` is false). */
   readonly path: string
   /**
-   * Key namespaces kept in their own sublevel: a key `<ns>/<rest>` whose
-   * `<ns>` is listed here is stored as `<rest>` in sublevel `<ns>`; every
-   * other key goes to the `default` sublevel. Default: blobs, ranges, replicas.
+   * Namespaces of the application's own keys, in addition to Graviton's
+   * (KvKey.NAMESPACES, always declared). A key `<ns>/<rest>` is stored as
+   * `<rest>` in sublevel `<ns>`; a key outside every declared namespace
+   * fails with MetadataError InvalidInput naming its namespace.
    */
   readonly namespaces?: ReadonlyArray<string> | undefined
   /** LRU block cache in bytes (default 32 MiB). */
@@ -32,12 +34,16 @@ export interface LevelOptions {
   readonly gaugeInterval?: Duration.DurationInput | undefined
 }
 
-/** Name of the sublevel holding keys outside every configured namespace; reserved. */
-export const DEFAULT_NAMESPACE = "default"
+/**
+ * The sublevel where earlier versions put keys outside every configured
+ * namespace; reserved, and a database holding keys there is refused (see
+ * LevelDatabase) rather than read with those keys silently missing.
+ */
+export const LEGACY_NAMESPACE = "default"
 
 /** Defaults of every optional setting. */
 export const defaults = {
-  namespaces: ["blobs", "ranges", "replicas"] as ReadonlyArray<string>,
+  namespaces: [] as ReadonlyArray<string>,
   // LevelDB's own defaults (8 MiB, 4 MiB) date from small machines; a laptop affords more.
   cacheSize: 32 * 1024 * 1024,
   writeBufferSize: 8 * 1024 * 1024,
@@ -50,6 +56,7 @@ export const defaults = {
 /** Options with every default filled in and checked. */
 export interface ResolvedOptions {
   readonly path: string
+  /** Graviton's namespaces, then the application's. */
   readonly namespaces: ReadonlyArray<string>
   readonly cacheSize: number
   readonly writeBufferSize: number
@@ -63,15 +70,15 @@ export interface ResolvedOptions {
 const NAMESPACE = /^[\u0023-\u007e]+$/
 
 /** Checks a namespace name; the reason why not, or undefined. */
-export const namespaceProblem = (namespace: unknown): string | undefined =>
+const namespaceProblem = (namespace: unknown): string | undefined =>
   typeof namespace !== "string" || namespace.length === 0
     ? "a namespace must be a non-empty string"
     : namespace.includes("/")
     ? `namespace ${JSON.stringify(namespace)} contains '/' (a namespace is the first segment of a key)`
     : !NAMESPACE.test(namespace)
     ? `namespace ${JSON.stringify(namespace)} may only use printable ASCII other than space, '!' and '"'`
-    : namespace === DEFAULT_NAMESPACE
-    ? `namespace "${DEFAULT_NAMESPACE}" is reserved for keys outside every namespace`
+    : namespace === LEGACY_NAMESPACE
+    ? `namespace "${LEGACY_NAMESPACE}" is reserved (earlier versions kept keys outside every namespace there)`
     : undefined
 
 const positiveInteger = (method: string, name: string, value: number): Either.Either<number, MetadataError> =>
@@ -94,7 +101,7 @@ export const resolve = (options: LevelOptions): Either.Either<ResolvedOptions, M
     }
     return {
       path: options.path,
-      namespaces: Array.from(new Set(namespaces)),
+      namespaces: Array.from(new Set([...KvKey.NAMESPACES, ...namespaces])),
       cacheSize: yield* positiveInteger(method, "cacheSize", options.cacheSize ?? defaults.cacheSize),
       writeBufferSize: yield* positiveInteger(method, "writeBufferSize", options.writeBufferSize ?? defaults.writeBufferSize),
       compression: options.compression ?? defaults.compression,
@@ -124,7 +131,7 @@ export const config: Config.Config<LevelOptions> = Config.all({
   ),
   namespaces: Config.array(Config.string(), "GRAVITON_LEVEL_NAMESPACES").pipe(
     Config.withDefault(defaults.namespaces),
-    Config.withDescription("Key namespaces stored in their own sublevel (comma-separated)")
+    Config.withDescription("Namespaces of the application's keys besides Graviton's own (comma-separated)")
   ),
   cacheSize: bytes("GRAVITON_LEVEL_CACHE_SIZE", defaults.cacheSize, "LevelDB block cache size in bytes"),
   writeBufferSize: bytes(

@@ -22,7 +22,7 @@ import type * as Scope from "effect/Scope"
 import type { MetadataError } from "../../core/Errors.js"
 import { invalidInput, toMetadataError } from "./errors.js"
 import { WriteGate } from "./internal/keyedLock.js"
-import { Layout } from "./internal/layout.js"
+import { Layout, upperBound } from "./internal/layout.js"
 import * as LevelConfig from "./LevelConfig.js"
 import * as LevelMetrics from "./LevelMetrics.js"
 
@@ -67,13 +67,13 @@ export class LevelDatabase extends Context.Tag("graviton/level/LevelDatabase")<L
   readonly path: string
   /** The options it was opened with, defaults filled in. */
   readonly options: LevelConfig.ResolvedOptions
-  /** Configured namespaces (each a sublevel); other keys live in the `default` sublevel. */
+  /** Declared namespaces (each a sublevel): Graviton's, then the application's; no other key is accepted. */
   readonly namespaces: ReadonlyArray<string>
-  /** The namespace (sublevel name) a key is stored in. */
-  readonly namespaceOf: (key: string) => string
+  /** The namespace (sublevel name) a key is stored in, undefined when it is outside every declared one. */
+  readonly namespaceOf: (key: string) => string | undefined
   /** The raw classic-level handle, for tools and tests; writes through it bypass the write gate. */
   readonly db: Db
-  /** The sublevel of a namespace (or of `default`), as classic-level sees it. */
+  /** The sublevel of a namespace, as classic-level sees it. */
   readonly sublevel: (namespace: string) => Sublevel
   /** Compacts one namespace's sublevel, or the whole database; records duration and sizes before and after. */
   readonly compact: (namespace?: string) => Effect.Effect<CompactionResult, MetadataError>
@@ -88,6 +88,26 @@ const LEVELS = [0, 1, 2, 3, 4, 5, 6]
 
 /** The whole key space: every physical key is a sublevel key, starting with '!'. */
 const EVERYTHING = ["", "\u{10FFFF}"] as const
+
+/**
+ * Fails when the legacy `default` sublevel holds a key: earlier versions
+ * put keys outside the configured namespaces there, and reading such a
+ * database now would silently miss them. Nothing the CLI lays out is there
+ * (its homes declared every namespace it writes).
+ */
+const refuseLegacyKeys = (db: Db, prefix: string, path: string) =>
+  Effect.flatMap(
+    Effect.tryPromise({
+      try: () => db.keys({ gte: prefix, lt: upperBound(prefix)!, limit: 1 }).all(),
+      catch: (error) => toMetadataError("open", error, { path })
+    }),
+    (keys) =>
+      keys.length === 0 ? Effect.void : Effect.fail(invalidInput(
+        "open",
+        `the database at ${path} holds keys outside its namespaces (e.g. ${JSON.stringify(keys[0]!.slice(prefix.length))}, ` +
+          `in the "${LevelConfig.LEGACY_NAMESPACE}" sublevel of earlier versions): declare their namespace and move them into its sublevel`
+      ))
+  )
 
 /** Opens the database in the scope (closed when the scope ends). */
 export const make = (
@@ -128,8 +148,9 @@ export const make = (
       }
       return s
     }
-    const layout = new Layout(resolved.namespaces, LevelConfig.DEFAULT_NAMESPACE, (ns) => sublevel(ns).prefix)
-    const allNamespaces = [...resolved.namespaces, LevelConfig.DEFAULT_NAMESPACE]
+    const layout = new Layout(resolved.namespaces, (ns) => sublevel(ns).prefix)
+    const allNamespaces = resolved.namespaces
+    yield* refuseLegacyKeys(db, sublevel(LevelConfig.LEGACY_NAMESPACE).prefix, path)
 
     const attempt = <A>(method: string, f: () => Promise<A>, subject?: string) =>
       Effect.tryPromise({ try: f, catch: (error) => toMetadataError(method, error, { path, subject }) })

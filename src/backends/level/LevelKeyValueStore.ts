@@ -15,13 +15,10 @@
  * allocates for each read (never a shared pool), so callers own them.
  */
 import * as Chunk from "effect/Chunk"
-import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { MetadataError, toPortError } from "../../core/Errors.js"
 import * as KvKey from "../../core/KvKey.js"
@@ -31,9 +28,7 @@ import { BACKEND, invalidInput, toMetadataError } from "./errors.js"
 import { compareKeys, type Source } from "./internal/layout.js"
 import { CoalescingReader } from "./internal/reads.js"
 import { isValidKey } from "./internal/validKey.js"
-import * as LevelConfig from "./LevelConfig.js"
 import { type Db, LevelDatabase } from "./LevelDatabase.js"
-import * as LevelDatabaseModule from "./LevelDatabase.js"
 import * as LevelMetrics from "./LevelMetrics.js"
 
 /** Entries asked of LevelDB per iterator page. */
@@ -77,6 +72,21 @@ const keyError = (method: string, key: unknown, allowEmpty = false): MetadataErr
 const checkKey = (method: string, key: string, allowEmpty = false): Either.Either<string, MetadataError> =>
   isValidKey(key, allowEmpty) ? Either.right(key) : Either.left(keyError(method, key, allowEmpty))
 
+/** Metric label of a key outside every declared namespace (the call fails). */
+const UNDECLARED = "undeclared"
+
+/** The error of a key (or listing prefix) outside every declared namespace, naming it. */
+const outside = (method: string, key: string, declared: ReadonlyArray<string>): MetadataError => {
+  const namespace = KvKey.namespaceOf(key)
+  return invalidInput(
+    method,
+    namespace === undefined
+      ? `key ${JSON.stringify(key)} has no namespace (keys are <namespace>/<rest>; declared: ${declared.join(", ")})`
+      : `namespace ${JSON.stringify(namespace)} of key ${JSON.stringify(key)} is not declared ` +
+        `(declared: ${declared.join(", ")}; add it to the LevelDB namespaces option)`
+  )
+}
+
 const checkValue = (method: string, value: unknown): Either.Either<Uint8Array, MetadataError> =>
   value instanceof Uint8Array ? Either.right(value) : Either.left(invalidInput(method, "a value must be a Uint8Array"))
 
@@ -110,7 +120,7 @@ interface Cursor {
 }
 
 /** The KeyValueStore over the LevelDatabase in the context. */
-export const fromDatabase: Effect.Effect<KeyValueStore["Type"], never, LevelDatabase> = Effect.gen(function*() {
+export const make: Effect.Effect<KeyValueStore["Type"], never, LevelDatabase> = Effect.gen(function*() {
   const database = yield* LevelDatabase
   const instrument = yield* Instrument.make(BACKEND, "KeyValueStore")
   const metrics = yield* LevelMetrics.recorder
@@ -139,13 +149,20 @@ export const fromDatabase: Effect.Effect<KeyValueStore["Type"], never, LevelData
 
   /** The namespace label of a key, tolerating malformed input (it fails validation anyway). */
   const namespaceOf = (key: unknown) => () =>
-    typeof key === "string" ? layout.namespaceOf(key) : LevelConfig.DEFAULT_NAMESPACE
+    (typeof key === "string" ? layout.namespaceOf(key) : undefined) ?? UNDECLARED
+
+  /** A valid key in a declared namespace; any other is InvalidInput naming its namespace. */
+  const route = (method: string, key: string): Either.Either<string, MetadataError> =>
+    Either.flatMap(
+      checkKey(method, key),
+      (k) => layout.namespaceOf(k) === undefined ? Either.left(outside(method, k, database.namespaces)) : Either.right(k)
+    )
 
   // Concurrent gets share getMany calls; two native reads in flight keep both cores busy.
   const reader = new CoalescingReader(db, READ_SLOTS)
 
   const get = (key: string) => {
-    const k = checkKey("get", key)
+    const k = route("get", key)
     return observe(
       "get",
       namespaceOf(key),
@@ -160,7 +177,7 @@ export const fromDatabase: Effect.Effect<KeyValueStore["Type"], never, LevelData
   }
 
   const put = (key: string, value: Uint8Array) => {
-    const k = checkKey("put", key)
+    const k = route("put", key)
     const v = checkValue("put", value)
     return observe(
       "put",
@@ -174,7 +191,7 @@ export const fromDatabase: Effect.Effect<KeyValueStore["Type"], never, LevelData
   }
 
   const del = (key: string) => {
-    const k = checkKey("delete", key)
+    const k = route("delete", key)
     return observe(
       "delete",
       namespaceOf(key),
@@ -189,7 +206,7 @@ export const fromDatabase: Effect.Effect<KeyValueStore["Type"], never, LevelData
       "compareAndSet",
       namespaceOf(key),
       Effect.gen(function*() {
-        const k = yield* checkKey("compareAndSet", key)
+        const k = yield* route("compareAndSet", key)
         const e = yield* checkOptionalValue("compareAndSet", expected)
         const n = yield* checkOptionalValue("compareAndSet", next)
         const physical = layout.physical(k)
@@ -220,6 +237,7 @@ export const fromDatabase: Effect.Effect<KeyValueStore["Type"], never, LevelData
     for (const check of checks) {
       const key = check?.key
       if (!isValidKey(key, false)) return Either.left(keyError("commit", key))
+      if (layout.namespaceOf(key) === undefined) return Either.left(outside("commit", key, database.namespaces))
       const e = checkOptionalValue("commit", check.expected)
       if (Either.isLeft(e)) return Either.left(e.left)
       expected.push(e.right)
@@ -229,6 +247,7 @@ export const fromDatabase: Effect.Effect<KeyValueStore["Type"], never, LevelData
     for (const write of writes) {
       const key = write?.key
       if (!isValidKey(key, false)) return Either.left(keyError("commit", key))
+      if (layout.namespaceOf(key) === undefined) return Either.left(outside("commit", key, database.namespaces))
       if (write._tag === "Put") {
         const value = write.value
         if (!(value instanceof Uint8Array)) return Either.left(invalidInput("commit", "a value must be a Uint8Array"))
@@ -334,6 +353,7 @@ export const fromDatabase: Effect.Effect<KeyValueStore["Type"], never, LevelData
     Stream.unwrapScoped(
       Effect.flatMap(checkKey("list", prefix, true), (p) => {
         const sources = layout.sources(p)
+        if (sources === undefined) return Effect.fail(outside("list", p, database.namespaces))
         const onError = fail("list", p)
         return Effect.map(open(sources, p), (cursors) => {
           const pull = cursors.length === 1
@@ -362,28 +382,8 @@ export const fromDatabase: Effect.Effect<KeyValueStore["Type"], never, LevelData
   return KeyValueStore.of({ get, put, delete: del, list, compareAndSet, commit })
 })
 
-/** KeyValueStore over the LevelDatabase in the context (shares its database and keyed lock). */
-export const layerFromDatabase: Layer.Layer<KeyValueStore, never, LevelDatabase> = Layer.effect(
-  KeyValueStore,
-  fromDatabase
-)
-
-/** Opens the database in the scope and builds a KeyValueStore on it. */
-export const make = (
-  options: LevelConfig.LevelOptions
-): Effect.Effect<KeyValueStore["Type"], MetadataError, Scope.Scope> =>
-  Effect.flatMap(LevelDatabaseModule.make(options), (database) =>
-    Effect.provideService(fromDatabase, LevelDatabase, database))
-
-/** A KeyValueStore on its own database at `options.path` (see LevelLayers.live for every port at once). */
-export const layer = (options: LevelConfig.LevelOptions): Layer.Layer<KeyValueStore, MetadataError> =>
-  Layer.scoped(KeyValueStore, make(options))
-
-/** Like `layer`, with options from `Config` (by default the GRAVITON_LEVEL_* variables). */
-export const layerConfig = (
-  options: Config.Config.Wrap<LevelConfig.LevelOptions> = LevelConfig.config
-): Layer.Layer<KeyValueStore, MetadataError | ConfigError.ConfigError> =>
-  Layer.unwrapEffect(Effect.map(Config.unwrap(options), layer))
+/** KeyValueStore over the LevelDatabase in the context (shares its database and keyed lock); see LevelLayers to open one. */
+export const layer: Layer.Layer<KeyValueStore, never, LevelDatabase> = Layer.effect(KeyValueStore, make)
 
 /**
  * A view of `kv` confined to one namespace: keys are relative to `<namespace>/`
@@ -429,6 +429,6 @@ export const layerNamespace = (namespace: string): Layer.Layer<KeyValueStore, Me
           invalidInput("open", `namespace ${JSON.stringify(namespace)} is not configured (have: ${database.namespaces.join(", ")})`)
         )
       }
-      return confine(yield* fromDatabase, namespace)
+      return confine(yield* make, namespace)
     })
   )

@@ -74,7 +74,7 @@ const messageOf = (error: unknown): string =>
  * The error that explains a failure: the innermost cause with a known code
  * under wrappers such as "Database failed to open" (at most a few levels).
  */
-export const rootCause = (error: unknown): unknown => {
+const rootCause = (error: unknown): unknown => {
   let current = error
   for (let depth = 0; depth < 4; depth++) {
     const code = codeOf(current)

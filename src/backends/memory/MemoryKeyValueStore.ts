@@ -259,5 +259,3 @@ export const make = Effect.gen(function*() {
 /** A fresh, empty in-memory KeyValueStore. */
 export const layer = Layer.effect(KeyValueStore, make)
 
-/** Alias of `layer`, under the name every memory backend exports. */
-export const layerMemory = layer

@@ -22,8 +22,8 @@ import * as MemoryBlobStore from "./MemoryBlobStore.js"
 import * as MemoryKeyValueStore from "./MemoryKeyValueStore.js"
 import * as MemoryObjectStore from "./MemoryObjectStore.js"
 
-/** Every port this backend provides. */
-export type Ports =
+/** Every service `live` provides. */
+export type Services =
   | BlobStore
   | MutableObjectStore
   | ImmutableObjectStore
@@ -40,7 +40,7 @@ export const metadata: Layer.Layer<KeyValueStore | RangeTracker | ReplicaIndex> 
 ).pipe(Layer.provideMerge(MemoryKeyValueStore.layer))
 
 /** Fresh, empty in-memory stores for every port, sharing one MetricsRegistry and one BackendEvents. */
-export const live: Layer.Layer<Ports> = Layer.mergeAll(
+export const live: Layer.Layer<Services> = Layer.mergeAll(
   metadata,
   MemoryObjectStore.layer,
   MemoryBlobStore.layer

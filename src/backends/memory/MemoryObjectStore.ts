@@ -338,5 +338,3 @@ export const layer: Layer.Layer<MutableObjectStore | ImmutableObjectStore> = Lay
   Effect.map(make, (store) => Context.make(MutableObjectStore, store).pipe(Context.add(ImmutableObjectStore, store)))
 )
 
-/** Alias following the `layerMemory` naming of other packages. */
-export const layerMemory = layer

@@ -100,7 +100,7 @@ const messagesOf = (error: unknown): ReadonlyArray<string> => {
 }
 
 /** The reason for a SQLSTATE (exact code first, then its two-character class). */
-export const reasonOfSqlState = (state: string): ErrorReason =>
+const reasonOfSqlState = (state: string): ErrorReason =>
   bySqlState[state] ?? bySqlState[state.slice(0, 2)] ?? "Unknown"
 
 /** The reason for any failure of the `pg` driver or of `@effect/sql`. */

@@ -17,7 +17,7 @@
  *
  * Inside a transaction the caller opened with `SqlClient.withTransaction`,
  * every method joins it (commit as a savepoint): that is how a put's object
- * and its dedup metadata commit together (see PgLayers.unitOfWork).
+ * and its dedup metadata commit together (see PgUnitOfWork).
  */
 import { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"

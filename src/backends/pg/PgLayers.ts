@@ -6,10 +6,13 @@
  *   password is registered with PgErrors.scrub so that it never shows up in
  *   an error or a log line; pool gauges are sampled into the
  *   MetricsRegistry, when one is provided);
- * - `ports(options)` provides ImmutableObjectStore, MutableObjectStore,
- *   KeyValueStore, RangeTracker and ReplicaIndex over any PgClient;
- * - `live(options)` is both, migrating first when `migrate: true`;
- * - `layerConfig()` reads the options from the environment (see `config`).
+ * - `live(options)` is the client and every port (object store included),
+ *   migrating first when `migrate: true`; `layerConfig()` reads the options
+ *   from the environment (see `config`);
+ * - `metadata(options)` / `metadataConfig()` are the same without the object
+ *   store: KeyValueStore, RangeTracker, ReplicaIndex and UnitOfWork, for a
+ *   store whose bytes live elsewhere (S3 bytes, PostgreSQL metadata). Bytes
+ *   cannot end up in PostgreSQL through it, whatever the merge order.
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlClient } from "@effect/sql/SqlClient"
@@ -29,16 +32,16 @@ import type { KeyValueStore } from "../../ports/KeyValueStore.js"
 import type { ImmutableObjectStore, MutableObjectStore } from "../../ports/ObjectStore.js"
 import type { RangeTracker } from "../../ports/RangeTracker.js"
 import type { ReplicaIndex } from "../../ports/ReplicaIndex.js"
-import { UnitOfWork } from "../../ports/UnitOfWork.js"
+import type { UnitOfWork } from "../../ports/UnitOfWork.js"
 import { PgPool } from "./internal/pool.js"
-import { transaction } from "./internal/sql.js"
-import { BACKEND, metadataError, registerSecret, scrub } from "./PgErrors.js"
+import { BACKEND, metadataError, registerSecret } from "./PgErrors.js"
 import * as PgKeyValueStore from "./PgKeyValueStore.js"
 import * as PgMetrics from "./PgMetrics.js"
 import * as PgMigrations from "./PgMigrations.js"
 import * as PgObjectStore from "./PgObjectStore.js"
 import * as PgRangeTracker from "./PgRangeTracker.js"
 import * as PgReplicaIndex from "./PgReplicaIndex.js"
+import * as PgUnitOfWork from "./PgUnitOfWork.js"
 
 /** Options of the PostgreSQL backend. */
 export interface Options {
@@ -60,11 +63,14 @@ export interface Options {
   readonly applicationName?: string | undefined
 }
 
-/** The five ports of the backend, and the unit of work that spans them. */
-export type Ports = MutableObjectStore | ImmutableObjectStore | KeyValueStore | RangeTracker | ReplicaIndex | UnitOfWork
+/** The metadata ports: what `metadata` provides besides the clients. */
+export type MetadataPorts = KeyValueStore | RangeTracker | ReplicaIndex | UnitOfWork
 
-/** The backend-neutral port, re-exported for callers that import it from here. */
-export { UnitOfWork }
+/** The clients every layer of this module provides too. */
+export type Clients = PgClient.PgClient | SqlClient | PgPool
+
+/** Every service `live` provides: the object store ports, the metadata ports and the clients. */
+export type Services = MutableObjectStore | ImmutableObjectStore | MetadataPorts | Clients
 
 /** The underlying `pg` pool, for tools and the raw-driver benchmark (the stores run single statements on it). */
 export { PgPool }
@@ -97,7 +103,7 @@ const startupOptions = (options: Options): string => {
 }
 
 /** Builds the pool, checks that it connects, and closes it with the scope. */
-export const makePool = (options: Options): Effect.Effect<Pg.Pool, MetadataError, Scope.Scope> =>
+const makePool = (options: Options): Effect.Effect<Pg.Pool, MetadataError, Scope.Scope> =>
   Effect.gen(function*() {
     const url = Redacted.value(options.url)
     registerUrlSecrets(url)
@@ -152,55 +158,29 @@ export const client = (options: Options): Layer.Layer<PgClient.PgClient | SqlCli
     })
   ).pipe(Layer.provide(Reactivity.layer))
 
-/** The five ports (and UnitOfWork) over the PgClient of the context. */
-export const ports = (
-  options: Pick<Options, "chunkSize"> = {}
-): Layer.Layer<Ports, ObjectStoreError, SqlClient> =>
-  Layer.mergeAll(
-    PgObjectStore.layer({ chunkSize: options.chunkSize }),
-    PgKeyValueStore.layer,
-    PgRangeTracker.layer,
-    PgReplicaIndex.layer,
-    unitOfWorkLayer
-  )
+/** The client, migrated first when `options.migrate` is true. */
+const connected = (options: Options): Layer.Layer<Clients, MetadataError> =>
+  options.migrate === true
+    ? Layer.provideMerge(PgMigrations.layer({ schema: options.schema }), client(options))
+    : client(options)
+
+const metadataPorts: Layer.Layer<MetadataPorts, never, SqlClient> = Layer.mergeAll(
+  PgKeyValueStore.layer,
+  PgRangeTracker.layer,
+  PgReplicaIndex.layer,
+  PgUnitOfWork.layer
+)
 
 /** Every port plus the clients, from one pool; migrates first when `options.migrate` is true. */
-export const live = (
-  options: Options
-): Layer.Layer<Ports | PgClient.PgClient | SqlClient | PgPool, MetadataError | ObjectStoreError> => {
-  const base = client(options)
-  const migrated = options.migrate === true
-    ? Layer.provideMerge(PgMigrations.layer({ schema: options.schema }), base)
-    : base
-  return Layer.provideMerge(ports(options), migrated)
-}
+export const live = (options: Options): Layer.Layer<Services, MetadataError | ObjectStoreError> =>
+  Layer.provideMerge(
+    Layer.merge(PgObjectStore.layer({ chunkSize: options.chunkSize }), metadataPorts),
+    connected(options)
+  )
 
-/**
- * Runs `effect` in one database transaction: PostgreSQL ports called inside
- * it join that transaction (nested transactions become savepoints), so their
- * writes commit together or not at all. The hook for a unit of work that
- * spans ports, such as finalizing a content-addressed put.
- */
-export const unitOfWork = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | MetadataError, R | SqlClient> =>
-  Effect.flatMap(SqlClient, (sql) =>
-    transaction(sql)(effect).pipe(
-      Effect.catchIf((e): e is SqlError => e instanceof SqlError, (e) => Effect.fail(metadataError("commit")(e)))
-    ))
-
-/**
- * The UnitOfWork port over the SqlClient of the context: `atomically`
- * commits the writes that PostgreSQL ports make inside it together, or none
- * of them (CasBlobStore wraps its claim-move-publish step in it).
- */
-export const unitOfWorkLayer: Layer.Layer<UnitOfWork, never, SqlClient> = Layer.effect(
-  UnitOfWork,
-  Effect.map(SqlClient, (sql) => ({
-    atomically: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      transaction(sql)(effect).pipe(
-        Effect.catchIf((e): e is SqlError => e instanceof SqlError, (e) => Effect.fail(metadataError("commit")(e)))
-      )
-  }))
-)
+/** The metadata ports plus the clients, without an object store; migrates first when `options.migrate` is true. */
+export const metadata = (options: Options): Layer.Layer<MetadataPorts | Clients, MetadataError> =>
+  Layer.provideMerge(metadataPorts, connected(options))
 
 /** Options from the environment: GRAVITON_PG_URL (required) and the optional settings below. */
 export const config: Config.Config<Options> = Config.all({
@@ -234,9 +214,12 @@ export const config: Config.Config<Options> = Config.all({
 
 /** Like `live`, with options from `Config` (by default `config`, i.e. the GRAVITON_PG_* variables). */
 export const layerConfig = (
-  options: Config.Config<Options> = config
-): Layer.Layer<Ports | PgClient.PgClient | SqlClient | PgPool, MetadataError | ObjectStoreError | ConfigError.ConfigError> =>
-  Layer.unwrapEffect(Effect.map(options, live))
+  options: Config.Config.Wrap<Options> = config
+): Layer.Layer<Services, MetadataError | ObjectStoreError | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(options), live))
 
-/** `url` with its password replaced by `***`, for messages and logs. */
-export const redactUrl = (url: Redacted.Redacted<string>): string => scrub(Redacted.value(url))
+/** Like `metadata`, with options from `Config` (by default `config`). */
+export const metadataConfig = (
+  options: Config.Config.Wrap<Options> = config
+): Layer.Layer<MetadataPorts | Clients, MetadataError | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(options), metadata))

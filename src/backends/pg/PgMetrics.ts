@@ -54,7 +54,7 @@ export interface PgMetrics {
 }
 
 /** The SQLSTATE class of a failure ("none" when the failure has no SQLSTATE). */
-export const sqlStateClass = (error: unknown): string => sqlState(error)?.slice(0, 2) ?? "none"
+const sqlStateClass = (error: unknown): string => sqlState(error)?.slice(0, 2) ?? "none"
 
 /** PgMetrics over an optional registry. */
 export const fromRegistry = (registry: Option.Option<MetricsRegistry["Type"]>): PgMetrics => {

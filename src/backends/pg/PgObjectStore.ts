@@ -35,6 +35,8 @@ import { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Channel from "effect/Channel"
 import * as Chunk from "effect/Chunk"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -661,6 +663,16 @@ export const layer = (
     Effect.map(make(options), (store) => Context.make(MutableObjectStore, store).pipe(Context.add(ImmutableObjectStore, store)))
   )
 
-/** Only the read side (PgImmutableObjectStore), e.g. for a read-only database role. */
-export const layerImmutable = (options: Options = {}): Layer.Layer<ImmutableObjectStore, ObjectStoreError, SqlClient> =>
-  Layer.effect(ImmutableObjectStore, make(options))
+/** Config of `Options`: GRAVITON_PG_CHUNK_SIZE. */
+export const config: Config.Config<Options> = Config.all({
+  chunkSize: Config.integer("GRAVITON_PG_CHUNK_SIZE").pipe(
+    Config.withDefault(DEFAULT_CHUNK_SIZE),
+    Config.withDescription("Bytes per chunk row of new objects")
+  )
+})
+
+/** Like `layer`, with options from `Config` (by default `config`). */
+export const layerConfig = (
+  options: Config.Config.Wrap<Options> = config
+): Layer.Layer<MutableObjectStore | ImmutableObjectStore, ObjectStoreError | ConfigError.ConfigError, SqlClient> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(options), layer))

@@ -1,7 +1,7 @@
 /**
  * The PostgreSQL backend: MutableObjectStore, ImmutableObjectStore,
- * KeyValueStore, RangeTracker and ReplicaIndex from one PgClient, plus
- * migrations. See docs/backends/postgres.md.
+ * KeyValueStore, RangeTracker, ReplicaIndex and UnitOfWork from one
+ * PgClient, plus migrations. See docs/backends/postgres.md.
  */
 export * as PgErrors from "./PgErrors.js"
 export * as PgKeyValueStore from "./PgKeyValueStore.js"
@@ -11,3 +11,4 @@ export * as PgMigrations from "./PgMigrations.js"
 export * as PgObjectStore from "./PgObjectStore.js"
 export * as PgRangeTracker from "./PgRangeTracker.js"
 export * as PgReplicaIndex from "./PgReplicaIndex.js"
+export * as PgUnitOfWork from "./PgUnitOfWork.js"

@@ -21,7 +21,7 @@ import type * as Scope from "effect/Scope"
 import { Agent as HttpAgent } from "node:http"
 import { Agent as HttpsAgent } from "node:https"
 import type { ObjectStoreError } from "../../core/Errors.js"
-import { fromEnv, resolve, type S3ClientOptions, type S3Settings } from "./S3Config.js"
+import { config, resolve, type S3ClientOptions, type S3Settings } from "./S3Config.js"
 
 /** SSE request fields for each kind of call; functions, so the SSE-C key is only unwrapped into a request. */
 export interface SseFields {
@@ -142,13 +142,8 @@ export const make = (options: S3ClientOptions): Effect.Effect<S3ClientShape, Obj
 export const layer = (options: S3ClientOptions): Layer.Layer<S3ClientInstance, ObjectStoreError> =>
   Layer.scoped(S3ClientInstance, make(options))
 
-/** Provides S3ClientInstance from a Config of the options (e.g. `S3Config.fromEnv`). */
+/** Provides S3ClientInstance from a Config of the options (by default `S3Config.config`, i.e. GRAVITON_S3_*). */
 export const layerConfig = (
-  config: Config.Config.Wrap<S3ClientOptions>
+  options: Config.Config.Wrap<S3ClientOptions> = config
 ): Layer.Layer<S3ClientInstance, ObjectStoreError | ConfigError.ConfigError> =>
-  Layer.scoped(S3ClientInstance, Effect.flatMap(Config.unwrap(config), make))
-
-/** Provides S3ClientInstance from the `GRAVITON_S3_*` environment variables. */
-export const layerFromEnv: Layer.Layer<S3ClientInstance, ObjectStoreError | ConfigError.ConfigError> = layerConfig(
-  fromEnv
-)
+  Layer.scoped(S3ClientInstance, Effect.flatMap(Config.unwrap(options), make))

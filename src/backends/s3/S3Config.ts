@@ -297,7 +297,7 @@ const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
  * MAX_PARTS, EQUAL_PARTS, SSE / SSE_KMS_KEY_ID / SSE_C_KEY, CHECKSUM, MAX_SOCKETS,
  * CONDITIONAL_WRITES, PAYLOAD_SIGNING, UNSUPPORTED (comma-separated features the endpoint lacks).
  */
-export const fromEnv: Config.Config<S3ClientOptions> = Config.all({
+export const config: Config.Config<S3ClientOptions> = Config.all({
   bucket: Config.string("GRAVITON_S3_BUCKET").pipe(Config.withDescription("Bucket holding Graviton's objects")),
   region: Config.string("GRAVITON_S3_REGION").pipe(
     Config.orElse(() => Config.string("AWS_REGION")),

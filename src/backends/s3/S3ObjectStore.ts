@@ -15,8 +15,6 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import type * as ConfigError from "effect/ConfigError"
-import type * as Config from "effect/Config"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Sink from "effect/Sink"
@@ -33,7 +31,7 @@ import { BACKEND, make as makeOps, type ObjectInfo, type Ops } from "./internal/
 import * as Upload from "./internal/upload.js"
 import * as S3Capabilities from "./S3Capabilities.js"
 import * as S3Client from "./S3Client.js"
-import type { S3ClientOptions, S3Settings } from "./S3Config.js"
+import type { S3Settings } from "./S3Config.js"
 import { relabel } from "./S3Error.js"
 
 /** The scheme of every locator this backend serves. */
@@ -118,7 +116,7 @@ const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
 const ANY_SIZE = Number.MAX_SAFE_INTEGER
 
 /** The object store over `ops` (one client, one Instrument). */
-export const fromOps = (ops: Ops): MutableObjectStoreShape => {
+const fromOps = (ops: Ops): MutableObjectStoreShape => {
   const { instrument, settings } = ops
   const capabilities = S3Capabilities.of(settings)
   const located = (method: string, l: BlobLocator.BlobLocator) => locate(settings, method, l)
@@ -248,31 +246,8 @@ export const make: Effect.Effect<MutableObjectStoreShape, never, S3Client.S3Clie
   return fromOps(makeOps(shape, instrument))
 })
 
-const both = (store: MutableObjectStoreShape) =>
-  Context.make(MutableObjectStore, store).pipe(Context.add(ImmutableObjectStore, store))
-
 /** MutableObjectStore and ImmutableObjectStore (one instance) over the S3ClientInstance in context. */
-export const layerFromClient: Layer.Layer<MutableObjectStore | ImmutableObjectStore, never, S3Client.S3ClientInstance> =
-  Layer.effectContext(Effect.map(make, both))
-
-/** Only ImmutableObjectStore (read-only use: archives, replicas) over the S3ClientInstance in context. */
-export const layerImmutableFromClient: Layer.Layer<ImmutableObjectStore, never, S3Client.S3ClientInstance> = Layer.effect(
-  ImmutableObjectStore,
-  make
-)
-
-/** Both object-store ports with their own client, from options. */
-export const layer = (
-  options: S3ClientOptions
-): Layer.Layer<MutableObjectStore | ImmutableObjectStore, ObjectStoreError> =>
-  layerFromClient.pipe(Layer.provide(S3Client.layer(options)))
-
-/** Only ImmutableObjectStore with its own client, from options. */
-export const layerImmutable = (options: S3ClientOptions): Layer.Layer<ImmutableObjectStore, ObjectStoreError> =>
-  layerImmutableFromClient.pipe(Layer.provide(S3Client.layer(options)))
-
-/** Both object-store ports with their own client, from a Config of the options. */
-export const layerConfig = (
-  config: Config.Config.Wrap<S3ClientOptions>
-): Layer.Layer<MutableObjectStore | ImmutableObjectStore, ObjectStoreError | ConfigError.ConfigError> =>
-  layerFromClient.pipe(Layer.provide(S3Client.layerConfig(config)))
+export const layer: Layer.Layer<MutableObjectStore | ImmutableObjectStore, never, S3Client.S3ClientInstance> =
+  Layer.effectContext(
+    Effect.map(make, (store) => Context.make(MutableObjectStore, store).pipe(Context.add(ImmutableObjectStore, store)))
+  )

@@ -59,7 +59,7 @@ import * as Instrument from "../../kit/Instrument.js"
 import { BACKEND, make as makeOps, type Ops } from "./internal/ops.js"
 import * as S3BlobStore from "./S3BlobStore.js"
 import * as S3Client from "./S3Client.js"
-import { MAX_PART_SIZE, MIN_PART_SIZE, normalizePrefix, type S3ClientOptions } from "./S3Config.js"
+import { MAX_PART_SIZE, MIN_PART_SIZE, normalizePrefix } from "./S3Config.js"
 import { toBlobError } from "./S3Error.js"
 import * as S3Metrics from "./S3Metrics.js"
 import { SCHEME } from "./S3ObjectStore.js"
@@ -118,7 +118,7 @@ const fromS3 = (method: string) => (e: ObjectStoreError | BlobError): BlobError 
   e._tag === "BlobError" ? e : toBlobError(e, method)
 
 /** Environment options: GRAVITON_S3_UPLOAD_PREFIX, GRAVITON_S3_UPLOAD_PART_SIZE. */
-export const fromEnv: Config.Config<S3UploadStagingOptions> = Config.all({
+export const config: Config.Config<S3UploadStagingOptions> = Config.all({
   uploadPrefix: Config.string("GRAVITON_S3_UPLOAD_PREFIX").pipe(
     Config.withDescription("Key prefix of staged resumable uploads (default uploads/)"),
     Config.option,
@@ -132,7 +132,7 @@ export const fromEnv: Config.Config<S3UploadStagingOptions> = Config.all({
 })
 
 /** The staging over `ops` (see the module comment); `uploadPrefix` and `blobPrefix` are normalized and relative to the client's prefix. */
-export const fromOps = (
+const fromOps = (
   ops: Ops,
   client: S3.S3Client,
   sse: S3Client.SseFields,
@@ -507,17 +507,12 @@ export const make = (
   })
 
 /** UploadStaging over the S3ClientInstance in context. */
-export const layerFromClient = (
+export const layer = (
   options: S3UploadStagingOptions = {}
 ): Layer.Layer<UploadStaging, ObjectStoreError, S3Client.S3ClientInstance> => Layer.effect(UploadStaging, make(options))
 
-/** UploadStaging with its own client, from options. */
-export const layer = (options: S3ClientOptions & S3UploadStagingOptions): Layer.Layer<UploadStaging, ObjectStoreError> =>
-  layerFromClient(options).pipe(Layer.provide(S3Client.layer(options)))
-
-/** UploadStaging with its own client, from a Config of the client options. */
+/** Like `layer`, with options from `Config` (by default `config`, i.e. GRAVITON_S3_UPLOAD_*). */
 export const layerConfig = (
-  config: Config.Config.Wrap<S3ClientOptions>,
-  options: S3UploadStagingOptions = {}
-): Layer.Layer<UploadStaging, ObjectStoreError | ConfigError.ConfigError> =>
-  layerFromClient(options).pipe(Layer.provide(S3Client.layerConfig(config)))
+  options: Config.Config.Wrap<S3UploadStagingOptions> = config
+): Layer.Layer<UploadStaging, ObjectStoreError | ConfigError.ConfigError, S3Client.S3ClientInstance> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(options), layer))

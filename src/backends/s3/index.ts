@@ -4,7 +4,6 @@
  */
 export * as S3BlobStore from "./S3BlobStore.js"
 export * as S3Client from "./S3Client.js"
-export { S3ClientInstance } from "./S3Client.js"
 export * as S3Config from "./S3Config.js"
 export * as S3Error from "./S3Error.js"
 export * as S3Layers from "./S3Layers.js"

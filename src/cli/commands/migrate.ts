@@ -10,7 +10,7 @@ export const migrate = Command.make("migrate", { ...Globals.options }, (args) =>
     const globals = yield* Globals.resolve(args)
     // Loaded only here, so no other command pays for the pg driver.
     const pg = yield* Effect.promise(() => import("../../stores/PgStore.js"))
-    const applied = yield* pg.migrateFromEnv
+    const applied = yield* Effect.flatMap(pg.config, pg.migrate)
     const names = applied.map(([id, name]) => `V${id}__${name}`)
     if (globals.json) return yield* Output.json({ applied: names })
     yield* Output.note(names.length === 0 ? "database schema is up to date" : `applied ${names.join(", ")}`)

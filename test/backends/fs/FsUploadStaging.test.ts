@@ -18,7 +18,7 @@ import * as Stream from "effect/Stream"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import * as EmbeddedLayers from "../../../src/stores/EmbeddedLayers.js"
+import * as EmbeddedStore from "../../../src/stores/EmbeddedStore.js"
 import * as FsUploadStaging from "../../../src/backends/fs/FsUploadStaging.js"
 import { BinaryKey } from "../../../src/core/BinaryKey.js"
 import { type BlobError, MetadataError } from "../../../src/core/Errors.js"
@@ -35,7 +35,7 @@ import { stagedObjects } from "../../uploads/fixtures.js"
 
 const seg = 64 * 1024
 const home = tempDir("fs-upload-staging-")
-const layer = Uploads.layer().pipe(Layer.provideMerge(EmbeddedLayers.live({ home, uploadSegmentSize: seg })))
+const layer = Uploads.layer().pipe(Layer.provideMerge(EmbeddedStore.layer({ home, uploadSegmentSize: seg })))
 const staged = stagedObjects("file", "blobs", "staging/uploads/")
 const dataFileIn = (home: string) => (id: string) => path.join(home, "blobs", "blobs", "staging", "uploads", id, FsUploadStaging.DATA)
 const dataFile = dataFileIn(home)
@@ -66,7 +66,7 @@ const flakyRanges = Layer.effect(
 const crashHome = tempDir("fs-upload-staging-crash-")
 const flakyClearLayer = Uploads.layer().pipe(
   Layer.provide(flakyRanges),
-  Layer.provideMerge(EmbeddedLayers.live({ home: crashHome, uploadSegmentSize: seg }))
+  Layer.provideMerge(EmbeddedStore.layer({ home: crashHome, uploadSegmentSize: seg }))
 )
 
 const expectNotFound = <A, R>(effect: Effect.Effect<A, BlobError, R>) =>
@@ -227,7 +227,7 @@ describe("FsUploadStaging", () => {
       expect(sameBytes(yield* collect((yield* BlobStore).get(result.key)), bytes)).toBe(true)
     }).pipe(
       Effect.provide(Uploads.layer().pipe(
-        Layer.provideMerge(EmbeddedLayers.live({ home: tempDir("fs-upload-staging-fsync-"), uploadSegmentSize: seg, fsync: true }))
+        Layer.provideMerge(EmbeddedStore.layer({ home: tempDir("fs-upload-staging-fsync-"), uploadSegmentSize: seg, fsync: true }))
       ))
     ))
 

@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as KvKey from "../../../src/core/KvKey.js"
 import { execFile } from "node:child_process"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -126,7 +127,7 @@ describe("LevelDatabase", () => {
       }
       yield* kv.put("ranges/r", utf8("x"))
       yield* kv.get("ranges/r")
-      yield* kv.get("elsewhere/missing")
+      yield* kv.get("replicas/missing")
 
       const first = yield* database.compact("blobs")
       expect(first.namespace).toBe("blobs")
@@ -142,7 +143,7 @@ describe("LevelDatabase", () => {
       const stats = yield* database.stats
       expect(stats.filesPerLevel).toHaveLength(7)
       expect(stats.memoryUsageBytes).toBeGreaterThan(0)
-      expect(Object.keys(stats.namespaceSizeBytes).sort()).toEqual(["blobs", "default", "ranges"])
+      expect(Object.keys(stats.namespaceSizeBytes).sort()).toEqual([...KvKey.NAMESPACES].sort())
 
       const text = yield* registry.prometheus
       const has = (pattern: RegExp) => expect(text).toMatch(pattern)
@@ -153,12 +154,12 @@ describe("LevelDatabase", () => {
       has(new RegExp(`graviton_level_compaction_size_after_bytes\\{backend="level",namespace="blobs"\\} ${second.sizeAfter}`))
       has(/graviton_level_operations_total\{backend="level",namespace="blobs",op="commit",outcome="success"\} 5/)
       has(/graviton_level_operations_total\{backend="level",namespace="ranges",op="put",outcome="success"\} 1/)
-      has(/graviton_level_operations_total\{backend="level",namespace="default",op="get",outcome="success"\} 1/)
+      has(/graviton_level_operations_total\{backend="level",namespace="replicas",op="get",outcome="success"\} 1/)
       has(/graviton_level_operation_duration_seconds_count\{backend="level",namespace="ranges",op="get"\} 1/)
       has(/graviton_level_memory_usage_bytes\{backend="level"\} \d+/)
       has(/graviton_level_files\{backend="level",level="0"\} \d+/)
       has(/graviton_level_total_size_bytes\{backend="level"\} \d+/)
-      has(/graviton_level_approximate_size_bytes\{backend="level",namespace="default"\} \d+/)
+      has(/graviton_level_approximate_size_bytes\{backend="level",namespace="replicas"\} \d+/)
       // With a registry, LevelDB's own per-namespace series replace the generic
       // per-call ones (recording both doubled the cost of a microsecond call).
       expect(text).not.toMatch(/graviton_backend_operations_total\{backend="level"/)
@@ -169,9 +170,9 @@ describe("LevelDatabase", () => {
       const database = yield* LevelDatabaseModule.make({ path: freshPath(), namespaces: ["blobs"] })
       const error = yield* Effect.flip(database.compact("nope"))
       expect(error.reason).toBe("InvalidInput")
-      expect(error.description).toContain("blobs, default")
+      expect(error.description).toContain("blobs, blocks")
       expect(yield* database.property("leveldb.stats")).toContain("Compactions")
-      expect((yield* database.compact("default")).namespace).toBe("default")
+      expect((yield* database.compact("blobs")).namespace).toBe("blobs")
     })))
 
   it.live("the gauge sampler records LevelDB properties while the database is open", () =>
@@ -206,7 +207,8 @@ describe("LevelConfig", () => {
       )
       const database = context.unsafeMap.get(LevelDatabase.key) as LevelDatabase["Type"]
       expect(database.path).toBe(path)
-      expect(database.namespaces).toEqual(["blobs", "meta"])
+      // Graviton's own namespaces always, then the application's (blobs is one of Graviton's already).
+      expect(database.namespaces).toEqual([...KvKey.NAMESPACES, "meta"])
       expect(database.options.cacheSize).toBe(1048576)
       expect(database.options.compression).toBe(false)
       expect(database.options.writeBufferSize).toBe(LevelConfig.defaults.writeBufferSize)

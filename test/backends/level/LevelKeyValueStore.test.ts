@@ -7,6 +7,7 @@
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -28,7 +29,8 @@ let counter = 0
 const freshPath = () => join(root, `db-${counter++}`)
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
-const NAMESPACES = ["blobs", "ranges", "replicas"]
+/** The application's namespaces these tests write besides Graviton's own (always declared). */
+const NAMESPACES = ["misc", "other", "elsewhere"]
 
 /** KeyValueStore and LevelDatabase of a fresh (or given) database, for the current scope. */
 const open = (path = freshPath(), namespaces = NAMESPACES) =>
@@ -46,7 +48,7 @@ describe("LevelKeyValueStore", () => {
   it.live("data survives closing and reopening the database", () =>
     Effect.gen(function*() {
       const path = freshPath()
-      const written = ["blobs/a", "ranges/u1", "replicas/k", "other/x", "plain", "blobs/\u{1F600}"]
+      const written = ["blobs/a", "ranges/u1", "replicas/k", "other/x", "blobs/\u{1F600}"]
       yield* Effect.scoped(Effect.gen(function*() {
         const { kv } = yield* open(path)
         yield* kv.commit([], written.map((k) => put(k, utf8(`v:${k}`))))
@@ -71,13 +73,12 @@ describe("LevelKeyValueStore", () => {
       yield* kv.put("ranges/k", utf8("range"))
       yield* kv.put("replicas/k", utf8("replica"))
       yield* kv.put("misc/k", utf8("misc"))
-      yield* kv.put("blobs", utf8("bare word"))
 
       expect(yield* keysOf(kv, "blobs/")).toEqual(["blobs/k"])
       expect(yield* keysOf(kv, "ranges/")).toEqual(["ranges/k"])
-      expect(yield* keysOf(kv, "blobs")).toEqual(["blobs", "blobs/k"])
+      expect(yield* keysOf(kv, "blobs")).toEqual(["blobs/k"])
       expect(yield* keysOf(kv, "r")).toEqual(["ranges/k", "replicas/k"])
-      expect(yield* keysOf(kv, "")).toEqual(["blobs", "blobs/k", "misc/k", "ranges/k", "replicas/k"])
+      expect(yield* keysOf(kv, "")).toEqual(["blobs/k", "misc/k", "ranges/k", "replicas/k"])
 
       // The layout is the sublevels' own: classic-level's sublevel API reads the same data.
       const fromSublevel = (ns: string, key: string) =>
@@ -85,8 +86,7 @@ describe("LevelKeyValueStore", () => {
       expect(yield* fromSublevel("blobs", "k")).toBe("blob")
       expect(yield* fromSublevel("ranges", "k")).toBe("range")
       expect(yield* fromSublevel("replicas", "k")).toBe("replica")
-      expect(yield* fromSublevel("default", "misc/k")).toBe("misc")
-      expect(yield* fromSublevel("default", "blobs")).toBe("bare word")
+      expect(yield* fromSublevel("misc", "k")).toBe("misc")
       expect(yield* fromSublevel("blobs", "misc/k")).toBeUndefined()
       const blobKeys = yield* Effect.promise(() => database.sublevel("blobs").keys().all())
       expect(blobKeys).toEqual(["k"])
@@ -96,6 +96,46 @@ describe("LevelKeyValueStore", () => {
       expect(yield* valueOf(kv, "ranges/k")).toEqual(Option.some("range"))
       expect(yield* valueOf(kv, "blobs/k")).toEqual(Option.none())
     })))
+
+  it.live("a key outside the declared namespaces is refused, naming its namespace, and lands in no sublevel", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { database, kv } = yield* open(freshPath(), [])
+      const refused = (effect: Effect.Effect<unknown, MetadataError>) =>
+        Effect.map(Effect.flip(effect), (error) => [error.reason, error.description])
+      const [reason, description] = yield* refused(kv.put("stray/k", utf8("x")))
+      expect(reason).toBe("InvalidInput")
+      expect(description).toContain(`namespace "stray"`)
+      for (const attempt of [
+        kv.get("stray/k"),
+        kv.delete("stray/k"),
+        kv.compareAndSet("stray/k", Option.none(), Option.some(utf8("x"))),
+        kv.commit([], [put("blobs/ok", utf8("ok")), put("stray/k", utf8("x"))]),
+        Stream.runDrain(kv.list("stray/"))
+      ]) {
+        expect((yield* refused(attempt))[1]).toContain(`namespace "stray"`)
+      }
+      // A key with no namespace at all is refused the same way.
+      expect((yield* refused(kv.put("plain", utf8("x"))))[1]).toContain("has no namespace")
+      // Nothing landed anywhere: not in a shared sublevel, not half a commit.
+      expect(yield* Effect.promise(() => database.db.keys().all())).toEqual([])
+      // Declared by the application, the namespace gets its own sublevel.
+      const declared = yield* open(freshPath(), ["stray"])
+      yield* declared.kv.put("stray/k", utf8("x"))
+      expect(yield* Effect.promise(() => declared.database.sublevel("stray").keys().all())).toEqual(["k"])
+    })))
+
+  it.live("a database holding keys in the legacy shared sublevel is refused, not read with them missing", () =>
+    Effect.gen(function*() {
+      const path = freshPath()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const { database } = yield* open(path)
+        // What an earlier version wrote for a key outside its namespaces.
+        yield* Effect.promise(() => database.sublevel("default").put("blocks/x", utf8("old")))
+      }))
+      const error = yield* Effect.flip(Effect.scoped(open(path)))
+      expect(error.reason).toBe("InvalidInput")
+      expect(error.description).toContain(`"blocks/x"`)
+    }))
 
   it.live("a commit spanning namespaces is all-or-nothing when LevelDB rejects the batch", () =>
     Effect.scoped(Effect.gen(function*() {
@@ -166,9 +206,9 @@ describe("LevelKeyValueStore", () => {
 
   it.live("listings merge sublevels in UTF-8 byte order, page after page, like a sorted model", () =>
     Effect.scoped(Effect.gen(function*() {
-      const { kv } = yield* open()
+      const { kv } = yield* open(freshPath(), ["b", "zz", "misc"])
       const model = new Map<string, string>()
-      const heads = ["blobs/", "blobs", "blob", "b/", "ranges/", "r", "replicas/", "zz/", "", "\u{1F600}/", "\uFFFD/"]
+      const heads = ["blobs/", "blocks/", "b/", "ranges/", "replicas/", "zz/", "misc/"]
       let x = 7
       const next = (bound: number) => {
         x = (Math.imul(x, 1103515245) + 12345) >>> 0
@@ -260,7 +300,7 @@ describe("LevelKeyValueStore", () => {
 
   it.live("with sync writes on, data is written and read back the same", () =>
     Effect.scoped(Effect.gen(function*() {
-      const kv = yield* LevelKeyValueStore.make({ path: freshPath(), sync: true })
+      const kv = Context.get(yield* Layer.build(LevelLayers.live({ path: freshPath(), sync: true })), KeyValueStore)
       yield* kv.put("blobs/s", utf8("synced"))
       yield* kv.commit([], [put("ranges/t", utf8("batched")), del("blobs/s")])
       expect(yield* valueOf(kv, "ranges/t")).toEqual(Option.some("batched"))

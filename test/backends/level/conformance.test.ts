@@ -1,19 +1,17 @@
 /**
  * The port conformance suites on LevelDB, in one temporary directory for
- * this file: the KeyValueStore (with two of the suite's namespaces mapped
- * to sublevels and the third left in the default sublevel, so that listings
- * merge across sublevels), and the runtime's KV-backed RangeTracker and
- * ReplicaIndex over LevelLayers.live.
+ * this file: the KeyValueStore (the suite's namespaces declared, each its
+ * own sublevel, so that listings merge across sublevels), and the kit's
+ * KV-backed RangeTracker and ReplicaIndex over LevelLayers.live.
  */
 import { afterAll } from "@effect/vitest"
 import * as Layer from "effect/Layer"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import * as LevelKeyValueStore from "../../../src/backends/level/LevelKeyValueStore.js"
 import * as LevelLayers from "../../../src/backends/level/LevelLayers.js"
 import * as Metrics from "../../../src/kit/Metrics.js"
-import { testKeyValueStore } from "../../../src/testing/KeyValueStore.js"
+import { NAMESPACES, testKeyValueStore } from "../../../src/testing/KeyValueStore.js"
 import { testRangeTracker } from "../../../src/testing/RangeTracker.js"
 import { testReplicaIndex } from "../../../src/testing/ReplicaIndex.js"
 
@@ -22,13 +20,13 @@ afterAll(() => rmSync(root, { recursive: true, force: true }))
 
 testKeyValueStore(
   "level",
-  LevelKeyValueStore.layer({ path: join(root, "kv"), namespaces: ["conformance", "conformance-other"] })
+  LevelLayers.metadata({ path: join(root, "kv"), namespaces: NAMESPACES })
 )
 
 // The same suite with a MetricsRegistry present, so the metric paths run under every operation too.
 testKeyValueStore(
   "level with metrics",
-  LevelKeyValueStore.layer({ path: join(root, "kv-metrics"), namespaces: ["conformance"] }).pipe(
+  LevelLayers.metadata({ path: join(root, "kv-metrics"), namespaces: NAMESPACES }).pipe(
     Layer.provide(Metrics.layer)
   )
 )

@@ -42,27 +42,26 @@ describe("layout", () => {
     expect(upperBound("")).toBeUndefined()
   })
 
-  const layout = new Layout(["blobs", "ranges"], "default", (ns) => `!${ns}!`)
+  const layout = new Layout(["blobs", "ranges"], (ns) => `!${ns}!`)
 
-  it("routes a key to its namespace's sublevel, anything else to the default one", () => {
+  it("routes a key to its namespace's sublevel; a key outside every namespace has none", () => {
     expect(layout.physical("blobs/a/b")).toBe("!blobs!a/b")
     expect(layout.physical("blobs/")).toBe("!blobs!")
-    expect(layout.physical("blobs")).toBe("!default!blobs")
-    expect(layout.physical("blobsx/a")).toBe("!default!blobsx/a")
-    expect(layout.physical("/blobs/a")).toBe("!default!/blobs/a")
     expect(layout.namespaceOf("ranges/x")).toBe("ranges")
-    expect(layout.namespaceOf("other/x")).toBe("default")
+    expect(layout.namespaceOf("other/x")).toBeUndefined()
+    expect(layout.namespaceOf("blobs")).toBeUndefined()
+    expect(layout.namespaceOf("blobsx/a")).toBeUndefined()
+    expect(layout.namespaceOf("/blobs/a")).toBeUndefined()
   })
 
   it("a prefix inside a namespace scans one sublevel; a shorter one every sublevel it may reach", () => {
-    expect(layout.sources("blobs/ab").map((s) => [s.namespace, s.gte, s.lt])).toEqual([["blobs", "!blobs!ab", "!blobs!ac"]])
-    expect(layout.sources("bl").map((s) => s.namespace)).toEqual(["blobs", "default"])
-    expect(layout.sources("blobs").map((s) => [s.namespace, s.gte])).toEqual([["blobs", "!blobs!"], [
-      "default",
-      "!default!blobs"
-    ]])
-    expect(layout.sources("").map((s) => s.namespace)).toEqual(["blobs", "ranges", "default"])
-    expect(layout.sources("x/").map((s) => s.namespace)).toEqual(["default"])
+    expect(layout.sources("blobs/ab")?.map((s) => [s.namespace, s.gte, s.lt])).toEqual([["blobs", "!blobs!ab", "!blobs!ac"]])
+    expect(layout.sources("bl")?.map((s) => s.namespace)).toEqual(["blobs"])
+    expect(layout.sources("blobs")?.map((s) => [s.namespace, s.gte])).toEqual([["blobs", "!blobs!"]])
+    expect(layout.sources("")?.map((s) => s.namespace)).toEqual(["blobs", "ranges"])
+    expect(layout.sources("x")).toEqual([])
+    // A prefix inside an undeclared namespace has no sublevel at all.
+    expect(layout.sources("x/")).toBeUndefined()
   })
 })
 

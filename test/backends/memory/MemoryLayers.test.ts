@@ -5,7 +5,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import * as Memory from "../../../src/backends/memory/index.js"
+import { MemoryBlobStore, MemoryKeyValueStore, MemoryLayers, MemoryObjectStore } from "../../../src/backends/memory/index.js"
 import * as BlobLocator from "../../../src/core/BlobLocator.js"
 import * as RangeSet from "../../../src/core/RangeSet.js"
 import { BackendEvents } from "../../../src/ports/BackendEvents.js"
@@ -16,6 +16,8 @@ import { MetricsRegistry } from "../../../src/ports/MetricsRegistry.js"
 import { ImmutableObjectStore, MutableObjectStore } from "../../../src/ports/ObjectStore.js"
 import { RangeTracker } from "../../../src/ports/RangeTracker.js"
 import { ReplicaIndex } from "../../../src/ports/ReplicaIndex.js"
+import * as KvRangeTracker from "../../../src/kit/KvRangeTracker.js"
+import * as KvReplicaIndex from "../../../src/kit/KvReplicaIndex.js"
 import * as MetricKeys from "../../../src/kit/MetricKeys.js"
 import { collect, randomBytes, sameBytes, utf8 } from "../../../src/testing/bytes.js"
 
@@ -52,7 +54,7 @@ describe("MemoryLayers.live", () => {
       const namespaces = Chunk.toReadonlyArray(yield* Stream.runCollect(kv.list(""))).map(([k]) => k.split("/")[0])
       expect(namespaces).toEqual(["ranges", "replicas"])
       expect((yield* replicas.replicas(key)).map(String)).toEqual([String(locator), String(target)].sort())
-    }).pipe(Effect.provide(Memory.live)))
+    }).pipe(Effect.provide(MemoryLayers.live)))
 
   it.effect("every backend records into the one shared MetricsRegistry", () =>
     Effect.gen(function*() {
@@ -83,7 +85,7 @@ describe("MemoryLayers.live", () => {
       ).toBe(1)
       // The object store built by the same layer reports into the same registry.
       expect(find(samples, MetricKeys.backendLatencySeconds, { backend: "memory", method: "put" }).length).toBeGreaterThanOrEqual(2)
-    }).pipe(Effect.provide(Memory.live)))
+    }).pipe(Effect.provide(MemoryLayers.live)))
 
   it.scoped("publishes blob events on the shared bus", () =>
     Effect.gen(function*() {
@@ -105,39 +107,39 @@ describe("MemoryLayers.live", () => {
       expect(second.deduplicated).toBe(true)
       expect(deleted.key).toBe(String(key))
       expect(seen[3]!._tag === "BlobStored" && seen[3]!.key.startsWith("blake3:")).toBe(true)
-    }).pipe(Effect.provide(Memory.live)))
+    }).pipe(Effect.provide(MemoryLayers.live)))
 
   it.effect("each build is a fresh, empty set of stores", () =>
     Effect.gen(function*() {
-      yield* Effect.flatMap(KeyValueStore, (kv) => kv.put("a/b", utf8("x"))).pipe(Effect.provide(Memory.live))
-      const after = yield* Effect.flatMap(KeyValueStore, (kv) => kv.get("a/b")).pipe(Effect.provide(Memory.live))
+      yield* Effect.flatMap(KeyValueStore, (kv) => kv.put("a/b", utf8("x"))).pipe(Effect.provide(MemoryLayers.live))
+      const after = yield* Effect.flatMap(KeyValueStore, (kv) => kv.get("a/b")).pipe(Effect.provide(MemoryLayers.live))
       expect(Option.isNone(after)).toBe(true)
     }))
 })
 
 describe("per-port memory layers", () => {
-  it.effect("layerMetadata shares one key-value store between the three metadata ports", () =>
+  it.effect("MemoryLayers.metadata shares one key-value store between the three metadata ports", () =>
     Effect.gen(function*() {
       const ranges = yield* RangeTracker
       const kv = yield* KeyValueStore
       yield* ranges.merge("u", RangeSet.unsafeSpan(0, 1))
       expect(Option.isSome(yield* kv.get("ranges/u"))).toBe(true)
-    }).pipe(Effect.provide(Memory.layerMetadata)))
+    }).pipe(Effect.provide(MemoryLayers.metadata)))
 
   it.effect("the per-port layers provide every port, and share the key-value store within one build", () =>
     Effect.gen(function*() {
       const all = Layer.mergeAll(
-        Memory.layerKeyValueStore,
-        Memory.layerBlobStore,
-        Memory.layerObjectStore,
-        Memory.layerRangeTracker,
-        Memory.layerReplicaIndex
+        MemoryKeyValueStore.layer,
+        MemoryBlobStore.layer,
+        MemoryObjectStore.layer,
+        KvRangeTracker.layer.pipe(Layer.provide(MemoryKeyValueStore.layer)),
+        KvReplicaIndex.layer.pipe(Layer.provide(MemoryKeyValueStore.layer))
       )
       yield* Effect.gen(function*() {
         const ranges = yield* RangeTracker
         const kv = yield* KeyValueStore
         yield* ranges.merge("u", RangeSet.unsafeSpan(0, 1))
-        // Layers are memoized within one build: the tracker's store is the one layerKeyValueStore gives.
+        // Layers are memoized within one build: the tracker's store is the one MemoryKeyValueStore.layer gives.
         expect(Option.isSome(yield* kv.get("ranges/u"))).toBe(true)
         const blobs = yield* BlobStore
         const { key } = yield* Stream.run(Stream.make(utf8("x")), blobs.put())

@@ -14,13 +14,13 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import { createHash } from "node:crypto"
 import * as Pg from "../../../src/stores/PgStore.js"
-import * as PgLayers from "../../../src/backends/pg/PgLayers.js"
 import * as BinaryKey from "../../../src/core/BinaryKey.js"
 import * as BlobLocator from "../../../src/core/BlobLocator.js"
 import { BlobStore } from "../../../src/ports/BlobStore.js"
 import { KeyValueStore } from "../../../src/ports/KeyValueStore.js"
 import { MutableObjectStore } from "../../../src/ports/ObjectStore.js"
 import { ReplicaIndex } from "../../../src/ports/ReplicaIndex.js"
+import { UnitOfWork } from "../../../src/ports/UnitOfWork.js"
 import * as CasBlobStore from "../../../src/blobs/CasBlobStore.js"
 import { chunked, collect, randomBytes, sameBytes, utf8 } from "../../../src/testing/bytes.js"
 import { testBlobStore } from "../../../src/testing/BlobStore.js"
@@ -75,7 +75,7 @@ describePg("CasBlobStore over PostgreSQL", cas("cas_pg"), (test) => {
       const objects = yield* MutableObjectStore
       const kv = yield* KeyValueStore
       const replicas = yield* ReplicaIndex
-      const { atomically } = yield* PgLayers.UnitOfWork
+      const { atomically } = yield* UnitOfWork
       const bytes = utf8(`content ${Math.random()}`)
       const digest = createHash("sha256").update(bytes).digest("hex")
       const key = Either.getOrThrow(BinaryKey.make("sha256", digest, bytes.length))
@@ -105,11 +105,13 @@ describePg("CasBlobStore over PostgreSQL", cas("cas_pg"), (test) => {
       expect((yield* replicas.replicas(key)).map(BlobLocator.render)).toEqual([BlobLocator.render(target)])
     }))
 
-  test("--store pg: storeLayerFromEnv builds the whole store from GRAVITON_PG_*", () =>
+  test("--store pg: PgStore.layerConfig builds the whole store from GRAVITON_PG_* and GRAVITON_LAYOUT", () =>
     Effect.gen(function*() {
       const db = yield* freshDatabase("cas_env")
-      const env = ConfigProvider.fromMap(new Map([["GRAVITON_PG_URL", db.url], ["GRAVITON_PG_MIGRATE", "true"]]))
       for (const layout of ["monolithic", "chunked"] as const) {
+        const env = ConfigProvider.fromMap(
+          new Map([["GRAVITON_PG_URL", db.url], ["GRAVITON_PG_MIGRATE", "true"], ["GRAVITON_LAYOUT", layout]])
+        )
         const bytes = randomBytes(200_000, layout.length)
         const back = yield* Effect.gen(function*() {
           const store = yield* BlobStore
@@ -117,7 +119,7 @@ describePg("CasBlobStore over PostgreSQL", cas("cas_pg"), (test) => {
           const kv = yield* KeyValueStore
           expect(Option.isSome(yield* kv.get(`blobs/${BinaryKey.render(result.key)}`))).toBe(true)
           return yield* collect(store.get(result.key))
-        }).pipe(Effect.provide(Pg.storeLayerFromEnv({ layout })), Effect.withConfigProvider(env))
+        }).pipe(Effect.provide(Pg.layerConfig()), Effect.withConfigProvider(env))
         expect(sameBytes(back, bytes)).toBe(true)
       }
     }).pipe(Effect.scoped))

@@ -7,12 +7,15 @@ import { expect } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
-import * as PgLayers from "../../../src/backends/pg/PgLayers.js"
 import type { MetadataError } from "../../../src/core/Errors.js"
 import { del, KeyValueStore, put } from "../../../src/ports/KeyValueStore.js"
 import { utf8 } from "../../../src/testing/bytes.js"
 import { testKeyValueStore, uniquePrefix } from "../../../src/testing/KeyValueStore.js"
 import { describePg, pgLayer, skipReason, usePostgres } from "../../harness/postgres.js"
+import { UnitOfWork } from "../../../src/ports/UnitOfWork.js"
+
+/** Runs `effect` in one PostgreSQL transaction through the UnitOfWork port. */
+const atomically = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.flatMap(UnitOfWork, (unit) => unit.atomically(effect))
 
 usePostgres()
 
@@ -94,7 +97,7 @@ describePg("PgKeyValueStore", pg, (test) => {
     Effect.gen(function*() {
       const kv = yield* KeyValueStore
       const p = uniquePrefix("tx")
-      const outcome = yield* Effect.either(PgLayers.unitOfWork(Effect.gen(function*() {
+      const outcome = yield* Effect.either(atomically(Effect.gen(function*() {
         yield* kv.put(`${p}a`, utf8("a"))
         expect(yield* kv.commit([{ key: `${p}b`, expected: Option.none() }], [put(`${p}b`, utf8("b"))])).toBe(true)
         // A failing check rolls back only its own savepoint: the transaction goes on.
@@ -108,7 +111,7 @@ describePg("PgKeyValueStore", pg, (test) => {
         Option.none(),
         Option.none()
       ])
-      yield* PgLayers.unitOfWork(Effect.zipRight(kv.put(`${p}a`, utf8("a")), kv.put(`${p}b`, utf8("b"))))
+      yield* atomically(Effect.zipRight(kv.put(`${p}a`, utf8("a")), kv.put(`${p}b`, utf8("b"))))
       expect([yield* value(`${p}a`), yield* value(`${p}b`)]).toEqual([Option.some("a"), Option.some("b")])
     }))
 })

@@ -21,6 +21,9 @@ import { utf8 } from "../../../src/testing/bytes.js"
 import { gate } from "../../../src/testing/capabilities.js"
 import { freshDatabase, skipReason, usePostgres } from "../../harness/postgres.js"
 
+/** What `graviton migrate` runs: the migrations of the database named by GRAVITON_PG_*. */
+const migrateFromEnv = Effect.flatMap(Pg.config, Pg.migrate)
+
 usePostgres()
 const test = gate(it.scoped, skipReason())
 
@@ -110,17 +113,17 @@ describe("PgMigrations", () => {
       }).pipe(Effect.provide(Layer.fresh(live)))
     }))
 
-  test("migrateFromEnv (graviton migrate) migrates the database and schema named by GRAVITON_PG_*", () =>
+  test("PgStore.migrate with PgStore.config (graviton migrate) migrates the database and schema named by GRAVITON_PG_*", () =>
     Effect.gen(function*() {
       const db = yield* freshDatabase("migrate_env")
       const env = ConfigProvider.fromMap(new Map([["GRAVITON_PG_URL", db.url], ["GRAVITON_PG_SCHEMA", "from_env"]]))
-      const first = yield* Effect.withConfigProvider(Pg.migrateFromEnv, env)
+      const first = yield* Effect.withConfigProvider(migrateFromEnv, env)
       expect(first).toEqual(expected)
-      expect(yield* Effect.withConfigProvider(Pg.migrateFromEnv, env)).toEqual([])
+      expect(yield* Effect.withConfigProvider(migrateFromEnv, env)).toEqual([])
       const inSchema = yield* tables("from_env").pipe(Effect.provide(PgLayers.client({ url: Redacted.make(db.url) })))
       expect(inSchema).toContain("objects")
       // Without GRAVITON_PG_URL it is a configuration error, not a defect.
-      const missing = yield* Effect.flip(Effect.withConfigProvider(Pg.migrateFromEnv, ConfigProvider.fromMap(new Map())))
+      const missing = yield* Effect.flip(Effect.withConfigProvider(migrateFromEnv, ConfigProvider.fromMap(new Map())))
       expect(missing._tag).not.toBe("MetadataError")
     }))
 

@@ -27,6 +27,10 @@ import { chunked, collect, MiB, randomBytes, sameBytes, utf8 } from "../../../sr
 import { unsupported } from "../../../src/testing/capabilities.js"
 import { testMutableObjectStore } from "../../../src/testing/ObjectStore.js"
 import { describePg, pgLayer, skipReason, usePostgres } from "../../harness/postgres.js"
+import { UnitOfWork } from "../../../src/ports/UnitOfWork.js"
+
+/** Runs `effect` in one PostgreSQL transaction through the UnitOfWork port. */
+const atomically = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.flatMap(UnitOfWork, (unit) => unit.atomically(effect))
 
 usePostgres()
 const skip = skipReason()
@@ -225,7 +229,7 @@ describePg("PgObjectStore", pgLayer("objects_pg").pipe(Layer.provideMerge(Metric
       const p = unique()
       const before = yield* counts
       // Rolled back: a failure after the put undoes it, even a multi-chunk one.
-      const failed = yield* Effect.either(PgLayers.unitOfWork(Effect.gen(function*() {
+      const failed = yield* Effect.either(atomically(Effect.gen(function*() {
         yield* putBytes(at(`${p}rolled-back`), randomBytes(2 * MiB + 3, 1))
         yield* putBytes(at(`${p}small`), utf8("small"))
         yield* store.write(at(`${p}written`), utf8("one statement"))
@@ -234,7 +238,7 @@ describePg("PgObjectStore", pgLayer("objects_pg").pipe(Layer.provideMerge(Metric
       expect(failed).toEqual(Either.left("abort"))
       expect(yield* counts).toEqual(before)
       // Committed: both writes land together.
-      yield* PgLayers.unitOfWork(Effect.gen(function*() {
+      yield* atomically(Effect.gen(function*() {
         yield* putBytes(at(`${p}one`), randomBytes(2 * MiB + 3, 2))
         yield* store.move(at(`${p}one`), at(`${p}two`))
         yield* putBytes(at(`${p}three`), utf8("3"))

@@ -42,7 +42,7 @@ for (const server of Harness.candidates) {
   // CasBlobStore with its bytes on S3 and its metadata in memory (KV + KvReplicaIndex), in both layouts.
   for (const [name, layout] of [["monolithic", CasBlobStore.monolithic], ["chunked", CasBlobStore.chunked()]] as const) {
     const casBucket = Harness.freshBucket(`cas-${name}-${server.name}`)
-    const objects = S3ObjectStore.layerFromClient.pipe(Layer.provide(Harness.clientLayer(server, { bucket: casBucket })))
+    const objects = S3ObjectStore.layer.pipe(Layer.provide(Harness.clientLayer(server, { bucket: casBucket })))
     const metadata = Layer.provideMerge(KvReplicaIndex.layer, MemoryKeyValueStore.layer)
     testBlobStore(
       `CasBlobStore over S3 on ${server.name} (${name})`,

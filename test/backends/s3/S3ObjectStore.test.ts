@@ -20,7 +20,7 @@ for (const server of Harness.candidates) {
   const bucket = Harness.freshBucket(`os-${server.name}`)
   testMutableObjectStore(
     `s3 on ${server.name}`,
-    S3ObjectStore.layerFromClient.pipe(Layer.provide(Harness.clientLayer(server, { bucket }))),
+    S3ObjectStore.layer.pipe(Layer.provide(Harness.clientLayer(server, { bucket }))),
     // s3rver's filesystem store breaks plain S3 semantics the suite checks; its S3 tests run in the other files.
     { scheme: "s3", bucket, skipAll: server.skip ?? skipReason(server.capabilities.keySemantics) }
   )

@@ -138,9 +138,9 @@ describe("S3Config.resolve", () => {
   })
 })
 
-describe("S3Config.fromEnv", () => {
+describe("S3Config.config", () => {
   const load = (env: Record<string, string>) =>
-    Effect.runSync(Effect.either(Effect.withConfigProvider(S3Config.fromEnv, ConfigProvider.fromMap(new Map(Object.entries(env))))))
+    Effect.runSync(Effect.either(Effect.withConfigProvider(S3Config.config, ConfigProvider.fromMap(new Map(Object.entries(env))))))
 
   it("reads every GRAVITON_S3_* variable", () => {
     const key = Buffer.alloc(32, 1).toString("base64")

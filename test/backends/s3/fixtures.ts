@@ -44,7 +44,7 @@ export const storeLayer = (
   label: string,
   overrides?: Partial<S3ClientOptions>
 ): Layer.Layer<Services, unknown> =>
-  Layer.merge(S3ObjectStore.layerFromClient, S3BlobStore.layer()).pipe(
+  Layer.merge(S3ObjectStore.layer, S3BlobStore.layer()).pipe(
     Layer.provideMerge(Harness.clientLayer(server, { bucket: Harness.freshBucket(`${label}-${server.name}`), overrides })),
     Layer.provideMerge(Layer.merge(Events.layer, Metrics.layer))
   )

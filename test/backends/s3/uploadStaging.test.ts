@@ -14,7 +14,6 @@ import * as Stream from "effect/Stream"
 import { createHash, randomUUID } from "node:crypto"
 import { S3ClientInstance } from "../../../src/backends/s3/S3Client.js"
 import * as S3Client from "../../../src/backends/s3/S3Client.js"
-import * as S3Layers from "../../../src/backends/s3/S3Layers.js"
 import * as S3UploadStaging from "../../../src/backends/s3/S3UploadStaging.js"
 import { BinaryKey } from "../../../src/core/BinaryKey.js"
 import * as RangeSet from "../../../src/core/RangeSet.js"
@@ -241,12 +240,12 @@ eachServer("S3UploadStaging", (c) => storeLayer(c, "ups"), (test, server) => {
       expectSame(yield* readBlob(keyOf(bytes)), bytes)
     }), 120_000)
 
-  test.effect()("S3Layers provides it next to the blob store, with the configured part size", () =>
+  test.effect()("its layer provides it over the client in context, with the configured part size", () =>
     Effect.gen(function*() {
       const shape = yield* S3ClientInstance
       const s = yield* Effect.provide(
         UploadStaging,
-        S3Layers.fromClient({ uploadPartSize: 2 * P }).pipe(Layer.provide(Layer.succeed(S3ClientInstance, shape)))
+        S3UploadStaging.layer({ uploadPartSize: 2 * P }).pipe(Layer.provide(Layer.succeed(S3ClientInstance, shape)))
       )
       expect([s.name, s.segmentSize]).toEqual(["s3-multipart", 2 * P])
       const error = yield* Effect.flip(

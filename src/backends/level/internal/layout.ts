@@ -1,11 +1,13 @@
 /**
  * Where a Graviton key lives inside the one LevelDB database.
  *
- * Each configured namespace is a sublevel: key `blobs/abc` is stored as
- * `abc` in sublevel `blobs`, i.e. under the physical key `!blobs!abc` (the
- * prefix `db.sublevel("blobs")` uses, so the data reads the same through the
- * sublevel API). Keys outside every namespace go to sublevel `default`
- * whole. The hot paths address the root database with these physical keys
+ * Each declared namespace is a sublevel: key `blobs/abc` is stored as `abc`
+ * in sublevel `blobs`, i.e. under the physical key `!blobs!abc` (the prefix
+ * `db.sublevel("blobs")` uses, so the data reads the same through the
+ * sublevel API). A key outside every declared namespace has no place here:
+ * the store refuses it (it once went to a shared `default` sublevel, which
+ * laid out the same keys differently depending on the list a caller gave).
+ * The hot paths address the root database with these physical keys
  * directly: it is the same layout, minus a second pass through
  * abstract-level's encoding per call.
  *
@@ -22,7 +24,7 @@ export interface Source {
   readonly lt: string | undefined
   /** Length of the sublevel prefix to strip from physical keys. */
   readonly strip: number
-  /** Text to put back in front: `<ns>/`, or "" for the default sublevel. */
+  /** Text to put back in front: `<ns>/`. */
   readonly restore: string
 }
 
@@ -30,40 +32,31 @@ export interface Source {
 export class Layout {
   /** Namespace -> physical prefix (`!ns!`). */
   private readonly prefixes: Map<string, string>
-  readonly defaultPrefix: string
 
   constructor(
     readonly namespaces: ReadonlyArray<string>,
-    readonly defaultNamespace: string,
     prefixOf: (namespace: string) => string
   ) {
     this.prefixes = new Map(namespaces.map((ns) => [ns, prefixOf(ns)]))
-    this.defaultPrefix = prefixOf(defaultNamespace)
   }
 
-  /** The physical key of a (valid) full key. */
+  /** The declared namespace a full key is stored in, or undefined when it is in none. */
+  namespaceOf(key: string): string | undefined {
+    const slash = key.indexOf("/")
+    if (slash <= 0) return undefined
+    const ns = key.slice(0, slash)
+    return this.prefixes.has(ns) ? ns : undefined
+  }
+
+  /** The physical key of a full key whose namespace is declared (see `namespaceOf`). */
   physical(key: string): string {
     const slash = key.indexOf("/")
-    if (slash > 0) {
-      const prefix = this.prefixes.get(key.slice(0, slash))
-      if (prefix !== undefined) return prefix + key.slice(slash + 1)
-    }
-    return this.defaultPrefix + key
+    return this.prefixes.get(key.slice(0, slash))! + key.slice(slash + 1)
   }
 
-  /** The namespace (sublevel name) a full key is stored in. */
-  namespaceOf(key: string): string {
-    const slash = key.indexOf("/")
-    if (slash > 0) {
-      const ns = key.slice(0, slash)
-      if (this.prefixes.has(ns)) return ns
-    }
-    return this.defaultNamespace
-  }
-
-  /** The physical prefix of a namespace (or of the default sublevel), undefined when unknown. */
+  /** The physical prefix of a namespace, undefined when it is not declared. */
   prefixOf(namespace: string): string | undefined {
-    return namespace === this.defaultNamespace ? this.defaultPrefix : this.prefixes.get(namespace)
+    return this.prefixes.get(namespace)
   }
 
   /** The whole physical range of a namespace's sublevel. */
@@ -76,9 +69,9 @@ export class Layout {
    * The sublevels holding keys that start with `prefix`, each with its
    * physical range. A prefix inside a namespace (`blobs/ab`) touches that
    * sublevel only; a shorter one (`bl`, "") touches every namespace it is a
-   * prefix of, plus the default sublevel.
+   * prefix of. Undefined when the prefix lies inside an undeclared namespace.
    */
-  sources(prefix: string): ReadonlyArray<Source> {
+  sources(prefix: string): ReadonlyArray<Source> | undefined {
     const out: Array<Source> = []
     for (const [ns, physical] of this.prefixes) {
       const head = `${ns}/`
@@ -88,8 +81,7 @@ export class Layout {
       }
       if (head.startsWith(prefix)) out.push(source(ns, physical, "", head))
     }
-    out.push(source(this.defaultNamespace, this.defaultPrefix, prefix, ""))
-    return out
+    return prefix.indexOf("/") > 0 ? undefined : out
   }
 }
 

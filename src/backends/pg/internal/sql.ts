@@ -66,7 +66,7 @@ export const open = (sql: SqlClient): Effect.Effect<OpenTransaction, SqlError, S
 })
 
 /** Escapes `%`, `_` and `\` so that `text` matches literally in a LIKE pattern with ESCAPE '\'. */
-export const escapeLike = (text: string): string => text.replace(/[\\%_]/g, (c) => `\\${c}`)
+const escapeLike = (text: string): string => text.replace(/[\\%_]/g, (c) => `\\${c}`)
 
 /** The LIKE pattern of every text starting with `prefix` (use with ESCAPE '\'). */
 export const likePrefix = (prefix: string): string => `${escapeLike(prefix)}%`
@@ -86,7 +86,7 @@ export const bufferOf = (bytes: Uint8Array): Buffer =>
  * them) pays nothing for the schedule. Nothing is retried inside a
  * transaction the caller opened.
  */
-export const retryLazily = (
+const retryLazily = (
   instrument: Instrument.Instrument,
   method: string,
   schedule?: Retry.RetrySchedule
