@@ -14,13 +14,12 @@ import type { MetadataError, ObjectStoreError } from "../core/Errors.js"
 import type { BlobAssembly } from "../ports/BlobAssembly.js"
 import type { ImmutableObjectStore, MutableObjectStore } from "../ports/ObjectStore.js"
 import * as CasBlobStore from "../blobs/CasBlobStore.js"
-import * as Events from "../kit/Events.js"
 import * as Metrics from "../kit/Metrics.js"
 import * as Uploads from "../uploads/Uploads.js"
 import * as LevelLayers from "../backends/level/LevelLayers.js"
 import * as S3Client from "../backends/s3/S3Client.js"
 import * as S3Config from "../backends/s3/S3Config.js"
-import * as S3ObjectStore from "../backends/s3/S3ObjectStore.js"
+import { casOverS3 } from "./casOverS3.js"
 import { layoutConfig, type StoreServices } from "./Store.js"
 
 /** Options of the store: the LevelDB metadata database, the S3 bucket of the bytes, the layout. */
@@ -44,17 +43,7 @@ type Failure = MetadataError | ObjectStoreError
 
 /** CasBlobStore over S3 objects and LevelDB metadata, with a metrics registry and an event bus. */
 export const layer = (options: Options): Layer.Layer<Services, Failure> =>
-  CasBlobStore.layer({
-    scheme: S3ObjectStore.SCHEME,
-    bucket: options.s3.bucket,
-    layout: options.layout ?? CasBlobStore.monolithic
-  }).pipe(
-    Layer.provideMerge(Layer.merge(
-      S3ObjectStore.layer.pipe(Layer.provideMerge(S3Client.layer(options.s3))),
-      LevelLayers.metadata(options.level)
-    )),
-    Layer.provideMerge(Layer.merge(Metrics.layer, Events.layer))
-  )
+  casOverS3(options.s3, options.layout, LevelLayers.metadata(options.level), Metrics.layer)
 
 /** `layer` with resumable uploads: segments as S3 objects, records and ranges in LevelDB. */
 export const layerWithUploads = (options: Options): Layer.Layer<Services | Uploads.Uploads, Failure> =>
