@@ -1,5 +1,6 @@
-/** What backends share: the BlobStore protocol, instrumentation, retries, metrics, events, and the KV-backed RangeTracker and ReplicaIndex. */
+/** What backends share: the BlobStore protocol, instrumentation, retries, metrics, events, the KV-backed RangeTracker and ReplicaIndex, and the chaos wrapper for fault tests. */
 export * as BlobStoreProtocol from "./BlobStoreProtocol.js"
+export * as Chaos from "./Chaos.js"
 export * as Events from "./Events.js"
 export * as Instrument from "./Instrument.js"
 export * as KvRangeTracker from "./KvRangeTracker.js"
