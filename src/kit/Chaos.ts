@@ -100,6 +100,8 @@ export const failures = (stats: Stats): number =>
 export interface Chaos {
   readonly options: Options
   readonly stats: Stats
+  /** While false, calls pass through untouched (to set up or check a store's final state); default true. */
+  active: boolean
   /** The object store, faulty. */
   readonly objectStore: (store: MutableObjectStoreShape) => MutableObjectStoreShape
   /** The read-only object store, faulty. */
@@ -183,6 +185,15 @@ const damage = <E>(body: Stream.Stream<Uint8Array, E>, how: Corruption, d: Decis
 /** A source of faults with its own counters. */
 export const make = (options: Options): Chaos => {
   const stats = newStats()
+  // Built first so that `decide` reads the `active` flag callers set on it.
+  const chaos: Chaos = {
+    options,
+    stats,
+    active: true,
+    objectStore: (store) => objectStore(store),
+    immutableObjectStore: (store) => immutableObjectStore(store),
+    keyValueStore: (store) => keyValueStore(store)
+  }
   const reasons = options.reasons !== undefined && options.reasons.length > 0 ? options.reasons : ALL_REASONS
   const corruptions = options.corruptions !== undefined && options.corruptions.length > 0
     ? options.corruptions
@@ -194,7 +205,10 @@ export const make = (options: Options): Chaos => {
   // Calls so far per kind and subject: the n in "the n-th get of this locator".
   const seen = new Map<string, number>()
 
+  const calm: Decision = { delay: 0, failure: Option.none(), atChunk: 0, corruption: Option.none(), where: 0, bit: 0 }
+
   const decide = (kind: Kind, subject: string): Decision => {
+    if (!chaos.active) return calm
     const id = `${kind}\u0000${subject}`
     const n = seen.get(id) ?? 0
     seen.set(id, n + 1)
@@ -335,7 +349,7 @@ export const make = (options: Options): Chaos => {
       call("write", "commit", subjectOf(writes, checks), metadataError, store.commit(checks, writes))
   })
 
-  return { options, stats, objectStore, immutableObjectStore, keyValueStore }
+  return chaos
 }
 
 const source = (chaos: Chaos | Options): Chaos => ("stats" in chaos ? chaos : make(chaos))
