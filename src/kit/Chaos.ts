@@ -13,8 +13,8 @@
  * Where a fault strikes, so that the failure is one a real store can give:
  * a failed call never reached the store (a refused or throttled request),
  * except a streaming `put`, which fails when its 1st, 2nd or 3rd chunk
- * arrives (the bytes before it were sent; the store's own put is then
- * interrupted and must discard them). `get` fails before its first byte; a
+ * arrives, or at its end if it has fewer (the bytes before it were sent; the
+ * store's own put sees its input fail and must discard them). `get` fails before its first byte; a
  * corrupted `get` is cut short or has one bit flipped in its first
  * non-empty chunk (copied first: the store's buffers are never touched).
  *
@@ -23,6 +23,8 @@
  * before. The same calls give the same faults whatever the interleaving of
  * concurrent calls on other keys.
  */
+import * as Channel from "effect/Channel"
+import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -182,6 +184,34 @@ const damage = <E>(body: Stream.Stream<Uint8Array, E>, how: Corruption, d: Decis
     )
   })
 
+/**
+ * `sink`, failing when chunk `at` of its input arrives or, for a shorter
+ * input, when the input ends: the chunks before go to `sink`, then it sees
+ * its input fail and must discard what it got, never publish it.
+ */
+const failingAt = <A, E>(
+  sink: Sink.Sink<A, Uint8Array, never, E>,
+  at: number,
+  error: () => E
+): Sink.Sink<A, Uint8Array, never, E> => {
+  type Input = Chunk.Chunk<Uint8Array>
+  let seen = 0
+  const gate: Channel.Channel<Input, Input, E, never, unknown, unknown> = Channel.readWithCause({
+    onInput: (input: Input) => {
+      const room = at - seen
+      seen += Chunk.size(input)
+      return room >= Chunk.size(input)
+        ? Channel.zipRight(Channel.write(input), Channel.suspend(() => gate))
+        : Channel.zipRight(Channel.write(Chunk.take(input, room)), Channel.suspend(() => Channel.fail(error())))
+    },
+    onFailure: (cause) => Channel.failCause(cause),
+    onDone: () => Channel.suspend(() => Channel.fail(error()))
+  })
+  // The sink reads a failing input through its own read's failure path (a put aborts).
+  const downstream = Sink.toChannel(sink) as unknown as Channel.Channel<Chunk.Chunk<never>, Input, E, E, A, unknown>
+  return Sink.fromChannel(Channel.pipeTo(gate, downstream))
+}
+
 /** A source of faults with its own counters. */
 export const make = (options: Options): Chaos => {
   const stats = newStats()
@@ -315,14 +345,7 @@ export const make = (options: Options): Chaos => {
             sleep(d),
             Option.match(d.failure, {
               onNone: () => sink,
-              // Fails when chunk `atChunk` arrives: the chunks before it went to the store's own put.
-              onSome: (reason) => {
-                let chunks = 0
-                return Sink.mapInputEffect(sink, (bytes: Uint8Array) =>
-                  chunks++ === d.atChunk
-                    ? Effect.fail(objectError("put", "put", subject, reason))
-                    : Effect.succeed(bytes))
-              }
+              onSome: (reason) => failingAt(sink, d.atChunk, () => objectError("put", "put", subject, reason))
             })
           )
         })),
