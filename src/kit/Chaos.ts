@@ -70,7 +70,7 @@ export interface Options {
   readonly failure?: number | Partial<Record<Kind, number>> | undefined
   /** Reasons a failure is drawn from, uniformly (default all three). */
   readonly reasons?: ReadonlyArray<TransientReason> | undefined
-  /** Delay added before every call, drawn uniformly in [min, max] (default none). */
+  /** Delay added before every call, drawn uniformly in [min, max] (default none); it sleeps on the Clock, so test with the live clock (`it.live`). */
   readonly latency?: { readonly min?: Duration.DurationInput; readonly max: Duration.DurationInput } | undefined
   /** Probability (0..1) that a successful object `get` returns a damaged body (default 0). */
   readonly corruption?: number | undefined
