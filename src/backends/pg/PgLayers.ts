@@ -35,6 +35,7 @@ import type { RangeTracker } from "../../ports/RangeTracker.js"
 import type { ReplicaIndex } from "../../ports/ReplicaIndex.js"
 import type { UnitOfWork } from "../../ports/UnitOfWork.js"
 import { PgPool } from "./internal/pool.js"
+import { defaultPermits } from "./internal/writers.js"
 import { BACKEND, metadataError, registerSecret } from "./PgErrors.js"
 import * as PgKeyValueStore from "./PgKeyValueStore.js"
 import * as PgMetrics from "./PgMetrics.js"
@@ -84,6 +85,9 @@ export type Clients = PgClient.PgClient | SqlClient | PgPool
 
 /** Every service `live` provides: the object store ports, the metadata ports and the clients. */
 export type Services = MutableObjectStore | ImmutableObjectStore | MetadataPorts | Clients
+
+/** The default of `maxWriters` for a pool of `poolSize` connections: half of it, at least one. */
+export const defaultMaxWriters = defaultPermits
 
 /** The underlying `pg` pool, for tools and the raw-driver benchmark (the stores run single statements on it). */
 export { PgPool }
