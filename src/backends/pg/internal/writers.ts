@@ -116,11 +116,27 @@ const giveConnection = (h: Held, broken?: unknown): void => {
   h.client.release(broken instanceof Error ? broken : broken === undefined ? undefined : new Error(String(broken)))
 }
 
+/** Ends the put's use of its connection: rolled back unless committed, then given back. */
+const finalize = (pool: Pg.Pool, h: Held): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    if (h.released) return Effect.void
+    if (h.finished) return Effect.sync(() => giveConnection(h))
+    // Rolled back here rather than by discarding the connection: the next put gets a warm one.
+    return statement(pool, h)("ROLLBACK", []).pipe(
+      Effect.timeoutFail({ duration: 5000, onTimeout: () => new SqlError({ cause: new Error("rollback timed out") }) }),
+      Effect.match({
+        onFailure: (e) => giveConnection(h, e.cause ?? e),
+        onSuccess: () => giveConnection(h)
+      })
+    )
+  })
+
 /** A transaction on a connection of our own pool, given back as soon as the server ends the session. */
 const held = (pool: Pg.Pool, onLost: () => void): Effect.Effect<PutTransaction, SqlError, Scope.Scope> =>
   Effect.gen(function*() {
-    const h = yield* Effect.acquireRelease(
-      Effect.map(connect(pool), (client): Held => {
+    // Waiting for the connection stays interruptible (`connect` gives back one that arrives too late).
+    const h = yield* Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(restore(connect(pool)), (client) => {
         const h: Held = { client, lost: undefined, released: false, finished: false, onError: () => {} }
         h.onError = (cause: Error) => {
           if (h.lost !== undefined) return
@@ -133,21 +149,8 @@ const held = (pool: Pg.Pool, onLost: () => void): Effect.Effect<PutTransaction, 
           onLost()
         }
         client.on("error", h.onError)
-        return h
-      }),
-      (h) =>
-        Effect.suspend(() => {
-          if (h.released) return Effect.void
-          if (h.finished) return Effect.sync(() => giveConnection(h))
-          // Rolled back here rather than by discarding the connection: the next put gets a warm one.
-          return statement(pool, h)("ROLLBACK", []).pipe(
-            Effect.timeoutFail({ duration: 5000, onTimeout: () => new SqlError({ cause: new Error("rollback timed out") }) }),
-            Effect.match({
-              onFailure: (e) => giveConnection(h, e.cause ?? e),
-              onSuccess: () => giveConnection(h)
-            })
-          )
-        })
+        return Effect.as(Effect.addFinalizer(() => finalize(pool, h)), h)
+      })
     )
     const run = statement(pool, h)
     yield* run("BEGIN", [])
@@ -183,7 +186,13 @@ export const make = (
     const permit: Writers["permit"] = Effect.flatMap(Effect.serviceOption(TransactionConnection), (outer) =>
       Option.isSome(outer)
         ? Effect.succeed(undefined)
-        : Effect.acquireRelease(Effect.as(semaphore.take(1), { held: true } as Permit), giveBack))
+        // Waiting for a permit stays interruptible; once taken, the scope gives it back.
+        : Effect.uninterruptibleMask((restore) =>
+          Effect.flatMap(restore(semaphore.take(1)), () => {
+            const p: Permit = { held: true }
+            return Effect.as(Effect.addFinalizer(() => giveBack(p)), p)
+          })
+        ))
     const viaClient = Effect.map(open(sql), (t): PutTransaction => ({
       run: (text, params) => t.run(query(text, params)),
       commit: t.commit
