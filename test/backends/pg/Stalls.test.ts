@@ -183,3 +183,18 @@ test("many concurrent puts on a small pool with a short connect timeout all comp
       Effect.forEach(Array.from({ length: 60 }, (_, i) => i), (i) => Effect.map(s.head(at(`crowd/large/${i}`)), Option.map((st) => st.size)))))
     expect(sizes.every((o) => Option.isSome(o) && o.value === big.length + 1)).toBe(true)
   }), 120_000)
+
+test("a put waiting for a writer's permit can be interrupted", () =>
+  Effect.gen(function*() {
+    const pg = yield* store("permit_wait", { poolSize: 2, maxWriters: 1 })
+    const holder = yield* Effect.fork(stalledPut(pg.objects, at("holder"), Effect.never))
+    yield* waitFor(idleInTransaction(pg.url), 1)
+    const waiter = yield* Effect.fork(stalledPut(pg.objects, at("waiter"), Effect.void))
+    yield* Effect.sleep("200 millis")
+    // The holder still holds the only permit: the interruption must not wait for it.
+    const interrupted = yield* Fiber.interrupt(waiter).pipe(Effect.timeoutOption("5 seconds"))
+    expect(Option.isSome(interrupted) && Exit.isInterrupted(interrupted.value)).toBe(true)
+    yield* Fiber.interrupt(holder)
+    const left = yield* pg.run(Effect.flatMap(ImmutableObjectStore, (s) => s.head(at("waiter"))))
+    expect(Option.isNone(left)).toBe(true)
+  }), 60_000)
