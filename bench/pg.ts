@@ -15,6 +15,8 @@
  *   one-chunk Stream run into the Sink; Effect's stream machinery costs
  *   ~80-100 µs per run on its own);
  * - pg.kv.put / pg.kv.get (ops/s): 10k 100-byte values;
+ * - pg.stalled.head.p99 / pg.stalled.get1KiB.p99 (ms): head and small get
+ *   while as many puts as the pool has connections stall mid-stream;
  * - pg.object.put.peakRss.* (MiB): peak RSS of a separate process doing
  *   only one put, for three object sizes (16 MiB, 256 MiB, 1 GiB), to show
  *   memory does not grow with size.
@@ -23,6 +25,7 @@
  * the matching comparisons, for iterating on one of them.
  */
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
@@ -179,6 +182,67 @@ const rssChild = async (url: string, total: number): Promise<void> => {
   )
 }
 
+// ---------------------------------------------------------------- stalled writers
+
+/** The `q` quantile (0..1) of `xs` (nearest rank). */
+const quantile = (xs: ReadonlyArray<number>, q: number): number => {
+  const sorted = [...xs].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!
+}
+
+/**
+ * pg.stalled.head.p99 / pg.stalled.get1KiB.p99 (ms): latency of `head` and of a 1 KiB `get` on a
+ * store of the default pool (10 connections) while as many puts as the pool has connections have
+ * sent 1 MiB and then stall (issue 15: ~14 s before the writer bound; target under 100 ms). Each
+ * figure is the p99 of sequential calls made during the stall.
+ */
+const stalledWriters = async (url: string, observer: Pg.Pool): Promise<void> => {
+  const poolSize = 10
+  const calls = size(500, 100)
+  const stalled = ManagedRuntime.make(
+    PgLayers.live({ url: Redacted.make(url), poolSize }) as Layer.Layer<MutableObjectStore | ImmutableObjectStore>
+  )
+  try {
+    const small = Buffer.from(source.subarray(0, 1024))
+    await stalled.runPromise(Effect.flatMap(MutableObjectStore, (s) => s.write(locator("stalled/small"), small)))
+    const writers = Array.from({ length: poolSize }, (_, i) =>
+      stalled.runFork(Effect.flatMap(MutableObjectStore, (s) =>
+        Stream.run(
+          Stream.concat(pieceStream(MiB + PIECE), Stream.drain(Stream.fromEffect(Effect.never))),
+          s.put(locator(`stalled/writer/${i}`))
+        ))))
+    // Wait until the writers that may hold a connection have opened their transactions.
+    const deadline = Date.now() + 20_000
+    let holding = 0
+    while (Date.now() < deadline) {
+      const { rows } = await observer.query(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'"
+      )
+      holding = rows[0].n
+      if (holding >= PgLayers.defaultMaxWriters(poolSize)) break
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    const heads: Array<number> = []
+    const gets: Array<number> = []
+    for (let i = 0; i < calls; i++) {
+      heads.push(1000 * await time(() => stalled.runPromise(Effect.flatMap(ImmutableObjectStore, (s) => s.head(locator("stalled/small"))))))
+      gets.push(1000 * await time(() =>
+        stalled.runPromise(Effect.flatMap(ImmutableObjectStore, (s) => Stream.runDrain(s.get(locator("stalled/small")))))
+      ))
+    }
+    await Promise.all(writers.map((f) => stalled.runPromise(Fiber.interrupt(f))))
+    single("pg.stalled.head.p99", "ms", quantile(heads, 0.99))
+    single("pg.stalled.get1KiB.p99", "ms", quantile(gets, 0.99))
+    console.log(
+      `  ${poolSize} stalled writers on a pool of ${poolSize} (${holding} holding a connection): ` +
+        `head p50 ${quantile(heads, 0.5).toFixed(1)} ms, p99 ${quantile(heads, 0.99).toFixed(1)} ms; ` +
+        `1 KiB get p50 ${quantile(gets, 0.5).toFixed(1)} ms, p99 ${quantile(gets, 0.99).toFixed(1)} ms (${calls} calls each)`
+    )
+  } finally {
+    await stalled.dispose()
+  }
+}
+
 // ---------------------------------------------------------------- main
 
 const main = async (): Promise<void> => {
@@ -333,6 +397,8 @@ const main = async (): Promise<void> => {
           }
         })
     })
+
+    if (wanted("pg.stalled")) await stalledWriters(url, pool)
 
     // Peak memory of a process doing only one put, at three sizes: it should not grow with the object.
     const self = fileURLToPath(import.meta.url)

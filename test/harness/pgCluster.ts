@@ -23,6 +23,14 @@ export interface PgServer {
   readonly stop: () => Promise<void>
 }
 
+/** A cluster of one's own, which fault tests may kill and start again. */
+export interface PgCluster extends PgServer {
+  /** Sends `signal` to the postmaster and waits until it has exited. */
+  readonly kill: (signal: NodeJS.Signals) => Promise<void>
+  /** Starts the postmaster again on the same data directory and port, once the old one's processes are gone. */
+  readonly restart: () => Promise<void>
+}
+
 /** The directory of initdb/postgres, or undefined when this machine has none. */
 export const findBinDir = (): string | undefined => {
   const fromEnv = process.env.GRAVITON_PG_BINDIR
@@ -84,8 +92,51 @@ const canConnect = async (url: string): Promise<boolean> => {
   }
 }
 
+/** One postmaster process on `data`, `port`. */
+const launch = (bin: string, dir: string, data: string, port: number, user: ReturnType<typeof postgresUser>) => {
+  const child = spawn(join(bin, "postgres"), [
+    "-D",
+    data,
+    "-p",
+    String(port),
+    "-k",
+    dir,
+    "-c",
+    "listen_addresses=127.0.0.1",
+    "-c",
+    "fsync=off",
+    "-c",
+    "synchronous_commit=off",
+    "-c",
+    "full_page_writes=off",
+    "-c",
+    "max_connections=300",
+    "-c",
+    "max_wal_size=2GB"
+  ], { stdio: ["ignore", "ignore", "pipe"], ...user })
+  const state = { child, log: "", exited: false, exit: Promise.resolve() }
+  child.stderr.on("data", (d) => (state.log = (state.log + d).slice(-4000)))
+  state.exit = new Promise<void>((resolve) =>
+    child.on("exit", () => {
+      state.exited = true
+      resolve()
+    })
+  )
+  return state
+}
+
+/** Waits until `url` answers or the postmaster exits; "exited" or "timeout" when it does not answer. */
+const waitReady = async (url: string, state: ReturnType<typeof launch>): Promise<"ready" | "exited" | "timeout"> => {
+  const deadline = Date.now() + 30_000
+  while (!state.exited && Date.now() < deadline) {
+    if (await canConnect(url)) return "ready"
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  return state.exited ? "exited" : "timeout"
+}
+
 /** Starts a throwaway cluster (initdb + postgres) and waits until it accepts connections. */
-export const startCluster = async (): Promise<PgServer> => {
+export const startCluster = async (): Promise<PgCluster> => {
   const bin = findBinDir()
   if (bin === undefined) throw new Error("no PostgreSQL server binaries (initdb, postgres) on this machine")
   const user = postgresUser()
@@ -113,58 +164,49 @@ export const startCluster = async (): Promise<PgServer> => {
     rmSync(pwfile)
     for (let attempt = 0; attempt < 5; attempt++) {
       const port = await freePort()
-      const child = spawn(join(bin, "postgres"), [
-        "-D",
-        data,
-        "-p",
-        String(port),
-        "-k",
-        dir,
-        "-c",
-        "listen_addresses=127.0.0.1",
-        "-c",
-        "fsync=off",
-        "-c",
-        "synchronous_commit=off",
-        "-c",
-        "full_page_writes=off",
-        "-c",
-        "max_connections=300",
-        "-c",
-        "max_wal_size=2GB"
-      ], { stdio: ["ignore", "ignore", "pipe"], ...user })
-      let log = ""
-      child.stderr.on("data", (d) => (log = (log + d).slice(-4000)))
-      let exited = false
-      const exit = new Promise<void>((resolve) =>
-        child.on("exit", () => {
-          exited = true
-          resolve()
-        })
-      )
+      let state = launch(bin, dir, data, port, user)
       const url = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`
-      const deadline = Date.now() + 30_000
-      while (!exited && Date.now() < deadline && !(await canConnect(url))) {
-        await new Promise((r) => setTimeout(r, 100))
-      }
-      if (exited) {
+      const ready = await waitReady(url, state)
+      if (ready === "exited") {
         // Most likely someone took the port between freePort() and the bind: try another.
-        if (/could not bind|Address already in use/i.test(log)) continue
-        throw new Error(`postgres exited during startup: ${log}`)
+        if (/could not bind|Address already in use/i.test(state.log)) continue
+        throw new Error(`postgres exited during startup: ${state.log}`)
       }
-      if (Date.now() >= deadline) {
-        child.kill("SIGKILL")
-        throw new Error(`postgres did not accept connections within 30 s: ${log}`)
+      if (ready === "timeout") {
+        state.child.kill("SIGKILL")
+        throw new Error(`postgres did not accept connections within 30 s: ${state.log}`)
       }
       let stopped: Promise<void> | undefined
+      const kill = async (signal: NodeJS.Signals) => {
+        if (!state.exited) state.child.kill(signal)
+        await state.exit
+      }
+      const restart = async () => {
+        await state.exit
+        // After a SIGKILL the old backends notice their postmaster's death and exit on their own;
+        // until they have, the new postmaster refuses the data directory (shared memory in use).
+        const deadline = Date.now() + 30_000
+        for (;;) {
+          state = launch(bin, dir, data, port, user)
+          const again = await waitReady(url, state)
+          if (again === "ready") return
+          if (again === "timeout" || Date.now() > deadline) {
+            state.child.kill("SIGKILL")
+            throw new Error(`postgres did not start again: ${state.log}`)
+          }
+          await new Promise((r) => setTimeout(r, 200))
+        }
+      }
       return {
         url,
+        kill,
+        restart,
         stop: () =>
           (stopped ??= (async () => {
-            if (!exited) {
-              child.kill("SIGINT") // fast shutdown: disconnect clients, roll back, exit
-              const timer = setTimeout(() => child.kill("SIGKILL"), 10_000)
-              await exit
+            if (!state.exited) {
+              state.child.kill("SIGINT") // fast shutdown: disconnect clients, roll back, exit
+              const timer = setTimeout(() => state.child.kill("SIGKILL"), 10_000)
+              await state.exit
               clearTimeout(timer)
             }
             rmSync(dir, { recursive: true, force: true })

@@ -2,7 +2,8 @@
  * PgLayers: every PostgreSQL port from one PgClient.
  *
  * - `client(options)` builds the pool and the PgClient / SqlClient over it
- *   (search_path and statement_timeout are set per connection; the
+ *   (search_path, statement_timeout and idle_in_transaction_session_timeout
+ *   are set per connection; the
  *   password is registered with PgErrors.scrub so that it never shows up in
  *   an error or a log line; pool gauges are sampled into the
  *   MetricsRegistry, when one is provided);
@@ -34,6 +35,7 @@ import type { RangeTracker } from "../../ports/RangeTracker.js"
 import type { ReplicaIndex } from "../../ports/ReplicaIndex.js"
 import type { UnitOfWork } from "../../ports/UnitOfWork.js"
 import { PgPool } from "./internal/pool.js"
+import { defaultPermits } from "./internal/writers.js"
 import { BACKEND, metadataError, registerSecret } from "./PgErrors.js"
 import * as PgKeyValueStore from "./PgKeyValueStore.js"
 import * as PgMetrics from "./PgMetrics.js"
@@ -53,6 +55,18 @@ export interface Options {
   readonly schema?: string | undefined
   /** Server-side limit per statement (default 30 seconds; 0 = none). */
   readonly statementTimeout?: Duration.DurationInput | undefined
+  /**
+   * How long a session may sit idle inside an open transaction before the server ends it
+   * (`idle_in_transaction_session_timeout`; default 60 seconds; 0 = none). A streaming put holds a
+   * transaction while its caller sends the bytes: a caller that stalls this long loses the put
+   * (Timeout) and its connection goes back to the pool, instead of holding it forever.
+   */
+  readonly idleInTransactionTimeout?: Duration.DurationInput | undefined
+  /**
+   * Streaming puts that may hold a connection at once (default: half the pool, at least 1). The
+   * others wait their turn, and the rest of the pool is kept for reads, small writes and metadata.
+   */
+  readonly maxWriters?: number | undefined
   /** Limit for opening a connection (default 10 seconds). */
   readonly connectTimeout?: Duration.DurationInput | undefined
   /** Apply pending migrations when the layer is built (default false: run `graviton migrate`). */
@@ -71,6 +85,9 @@ export type Clients = PgClient.PgClient | SqlClient | PgPool
 
 /** Every service `live` provides: the object store ports, the metadata ports and the clients. */
 export type Services = MutableObjectStore | ImmutableObjectStore | MetadataPorts | Clients
+
+/** The default of `maxWriters` for a pool of `poolSize` connections: half of it, at least one. */
+export const defaultMaxWriters = defaultPermits
 
 /** The underlying `pg` pool, for tools and the raw-driver benchmark (the stores run single statements on it). */
 export { PgPool }
@@ -93,12 +110,17 @@ const registerUrlSecrets = (url: string): void => {
   }
 }
 
+/** Default of `idleInTransactionTimeout`: far above the gap between two chunks of any live writer. */
+export const DEFAULT_IDLE_IN_TRANSACTION = Duration.seconds(60)
+
 /** Per-connection settings, passed as the `options` startup parameter. */
 const startupOptions = (options: Options): string => {
   const parts: Array<string> = []
   if (options.schema !== undefined) parts.push(`-c search_path=${options.schema}`)
   const timeout = Duration.toMillis(Duration.decode(options.statementTimeout ?? Duration.seconds(30)))
   parts.push(`-c statement_timeout=${Math.max(0, Math.round(timeout))}`)
+  const idle = Duration.toMillis(Duration.decode(options.idleInTransactionTimeout ?? DEFAULT_IDLE_IN_TRANSACTION))
+  parts.push(`-c idle_in_transaction_session_timeout=${Math.max(0, Math.round(idle))}`)
   return parts.join(" ")
 }
 
@@ -113,6 +135,9 @@ const makePool = (options: Options): Effect.Effect<Pg.Pool, MetadataError, Scope
     const poolSize = options.poolSize ?? 10
     if (!Number.isSafeInteger(poolSize) || poolSize < 1) {
       return yield* connectError(`poolSize must be a positive integer, got ${poolSize}`)
+    }
+    if (options.maxWriters !== undefined && (!Number.isSafeInteger(options.maxWriters) || options.maxWriters < 1)) {
+      return yield* connectError(`maxWriters must be a positive integer, got ${options.maxWriters}`)
     }
     const connectTimeout = Duration.decode(options.connectTimeout ?? Duration.seconds(10))
     const pool = yield* Effect.acquireRelease(
@@ -174,7 +199,7 @@ const metadataPorts: Layer.Layer<MetadataPorts, never, SqlClient> = Layer.mergeA
 /** Every port plus the clients, from one pool; migrates first when `options.migrate` is true. */
 export const live = (options: Options): Layer.Layer<Services, MetadataError | ObjectStoreError> =>
   Layer.provideMerge(
-    Layer.merge(PgObjectStore.layer({ chunkSize: options.chunkSize }), metadataPorts),
+    Layer.merge(PgObjectStore.layer({ chunkSize: options.chunkSize, maxWriters: options.maxWriters }), metadataPorts),
     connected(options)
   )
 
@@ -201,6 +226,16 @@ export const config: Config.Config<Options> = Config.all({
   statementTimeout: Config.duration("GRAVITON_PG_STATEMENT_TIMEOUT").pipe(
     Config.withDefault(Duration.seconds(30)),
     Config.withDescription("Server-side statement timeout, e.g. '30 seconds' (0 = none)")
+  ),
+  idleInTransactionTimeout: Config.duration("GRAVITON_PG_IDLE_IN_TRANSACTION_TIMEOUT").pipe(
+    Config.withDefault(DEFAULT_IDLE_IN_TRANSACTION),
+    Config.withDescription("A session idle this long inside a transaction (a stalled put) is ended by the server (0 = never)")
+  ),
+  maxWriters: Config.integer("GRAVITON_PG_MAX_WRITERS").pipe(
+    Config.validate({ message: "must be at least 1", validation: (n) => n >= 1 }),
+    Config.option,
+    Config.map((o) => (o._tag === "Some" ? o.value : undefined)),
+    Config.withDescription("Streaming puts holding a connection at once (default: half the pool)")
   ),
   migrate: Config.boolean("GRAVITON_PG_MIGRATE").pipe(
     Config.withDefault(false),

@@ -25,7 +25,8 @@
  * when its last object goes away, in the same transaction.
  *
  * A put holds one transaction (and so one pooled connection) from its first
- * byte to its last; inside a transaction the caller opened with
+ * full chunk to its last byte, at most `maxWriters` puts at a time (see
+ * internal/writers.ts); inside a transaction the caller opened with
  * `SqlClient.withTransaction` it becomes a savepoint of that transaction.
  * Reads hold no connection between pages: each page is its own statement,
  * and a content deleted mid-read (its object replaced or removed) fails the
@@ -40,6 +41,7 @@ import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -59,7 +61,8 @@ import * as Instrument from "../../kit/Instrument.js"
 import * as Retry from "../../kit/Retry.js"
 import { PgPool } from "./internal/pool.js"
 import * as Query from "./internal/query.js"
-import { bufferOf, likePrefix, num, open, type OpenTransaction, retriers, transaction } from "./internal/sql.js"
+import { bufferOf, likePrefix, num, retriers, transaction } from "./internal/sql.js"
+import * as Writers from "./internal/writers.js"
 import { BACKEND, objectStoreError, safeToRepeat, sqlState } from "./PgErrors.js"
 import * as PgMetrics from "./PgMetrics.js"
 
@@ -79,6 +82,12 @@ const LIST_PAGE = 500
 export interface Options {
   /** Bytes per chunk row for new objects (default 1 MiB; 1 KiB .. 64 MiB). Existing objects keep theirs. */
   readonly chunkSize?: number | undefined
+  /**
+   * Streaming puts that may hold a connection at once (default: half the pool, at least 1); the
+   * others wait for one of them to end, and the rest of the pool stays free for reads, small
+   * writes and metadata, whatever the writers do.
+   */
+  readonly maxWriters?: number | undefined
 }
 
 interface ObjectRow {
@@ -242,7 +251,13 @@ export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreSha
     }
     const sql = yield* SqlClient
     // Single statements skip @effect/sql's per-statement work; see query.ts.
-    const query = Query.make(sql, yield* Effect.serviceOption(PgPool))
+    const pool = yield* Effect.serviceOption(PgPool)
+    const query = Query.make(sql, pool)
+    const maxWriters = options.maxWriters ?? Writers.defaultPermits(Option.match(pool, { onNone: () => 10, onSome: (p) => p.options.max ?? 10 }))
+    if (!Number.isSafeInteger(maxWriters) || maxWriters < 1) {
+      return yield* fail("make", "InvalidInput", `maxWriters must be a positive integer, got ${maxWriters}`)
+    }
+    const writers = yield* Writers.make(sql, pool, query, maxWriters)
     const instrument = yield* Instrument.make(BACKEND, PORT)
     const retry = retriers(instrument)
     const metrics = yield* PgMetrics.make
@@ -406,7 +421,7 @@ export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreSha
         const declared = putOptions?.size
         // The transaction opens with the first full chunk: an object that fits in one chunk is
         // written by a single statement at the end, which is atomic by itself.
-        let tx: OpenTransaction | undefined
+        let tx: Writers.PutTransaction | undefined
         // Holds the transaction's connection; closed (rolling back unless committed) when the sink ends.
         let scope: Scope.CloseableScope | undefined
         let id = ""
@@ -433,10 +448,20 @@ export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreSha
           })
 
         const begin = Effect.gen(function*() {
-          scope = yield* Scope.make()
-          const opened = yield* q("put")(Scope.extend(open(sql), scope))
-          const ids = yield* opened.run(query<{ readonly id: string }>(NEXT_CONTENT_ID, [])).pipe(q("put"))
-          id = ids[0]!.id
+          const s = yield* Scope.make()
+          scope = s
+          // Waits here (not in the pool's queue, which has a timeout) while `maxWriters` puts hold connections.
+          const permit = yield* Scope.extend(writers.permit, s)
+          // Nothing is written before the content id is taken: a failed attempt (no connection, the
+          // server restarting) is retried on a fresh connection, its own scope closed first.
+          const attempt = Effect.flatMap(Scope.fork(s, ExecutionStrategy.sequential), (inner) =>
+            Scope.extend(writers.open(permit), inner).pipe(
+              Effect.flatMap((t) => Effect.map(t.run<{ readonly id: string }>(NEXT_CONTENT_ID, []), (ids) => [t, ids[0]!.id] as const)),
+              q("put"),
+              Effect.onExit((exit) => (exit._tag === "Failure" ? Scope.close(inner, exit) : Effect.void))
+            ))
+          const [opened, contentId] = yield* retry("put")(attempt)
+          id = contentId
           tx = opened
           return opened
         })
@@ -444,7 +469,7 @@ export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreSha
         const insert = (data: Buffer) =>
           Effect.gen(function*() {
             const t = tx ?? (yield* begin)
-            yield* t.run(query(INSERT_CHUNK, [id, seq, data])).pipe(q("put"))
+            yield* t.run(INSERT_CHUNK, [id, seq, data]).pipe(q("put"))
             seq++
           })
 
@@ -509,6 +534,8 @@ export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreSha
             // Small object: content, its one chunk and the object row in one statement.
             return query<Written>(putOptions?.ifAbsent === true ? PUT_SMALL_NEW : PUT_SMALL, [size, chunkSize, tail, ...objectParams(l, putOptions)]).pipe(
               q("put"),
+              // Retried only when the statement surely had no effect (no connection, or the server refused it).
+              retry("put", repeatable),
               Effect.flatMap((rows) => written(rows[0]!))
             )
           }
@@ -516,9 +543,7 @@ export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreSha
           return Effect.gen(function*() {
             if (used > 0) yield* insert(tail)
             const finishing = putOptions?.ifAbsent === true ? PUT_FINISH_NEW : PUT_FINISH
-            const rows = yield* t.run(query<Written>(finishing, [id, size, chunkSize, ...objectParams(l, putOptions)])).pipe(
-              q("put")
-            )
+            const rows = yield* t.run<Written>(finishing, [id, size, chunkSize, ...objectParams(l, putOptions)]).pipe(q("put"))
             yield* q("put")(t.commit)
             return yield* written(rows[0]!)
           })
@@ -551,6 +576,7 @@ export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreSha
         const statement = putOptions?.ifAbsent === true ? PUT_SMALL_NEW : PUT_SMALL
         return query<Written>(statement, [bytes.length, chunkSize, bufferOf(bytes), ...objectParams(l, putOptions)]).pipe(
           q("put"),
+          retry("put", repeatable),
           Effect.flatMap((rows) => recordWrite(l, putOptions, bytes.length, rows[0]!))
         )
       }).pipe(instrument.observe("write"))
@@ -663,11 +689,17 @@ export const layer = (
     Effect.map(make(options), (store) => Context.make(MutableObjectStore, store).pipe(Context.add(ImmutableObjectStore, store)))
   )
 
-/** Config of `Options`: GRAVITON_PG_CHUNK_SIZE. */
+/** Config of `Options`: GRAVITON_PG_CHUNK_SIZE and GRAVITON_PG_MAX_WRITERS. */
 export const config: Config.Config<Options> = Config.all({
   chunkSize: Config.integer("GRAVITON_PG_CHUNK_SIZE").pipe(
     Config.withDefault(DEFAULT_CHUNK_SIZE),
     Config.withDescription("Bytes per chunk row of new objects")
+  ),
+  maxWriters: Config.integer("GRAVITON_PG_MAX_WRITERS").pipe(
+    Config.validate({ message: "must be at least 1", validation: (n) => n >= 1 }),
+    Config.option,
+    Config.map((o) => (o._tag === "Some" ? o.value : undefined)),
+    Config.withDescription("Streaming puts holding a connection at once (default: half the pool)")
   )
 })
 

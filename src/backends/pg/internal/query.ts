@@ -28,7 +28,7 @@ export type Query = <A extends object = Record<string, unknown>>(
 ) => Effect.Effect<ReadonlyArray<A>, SqlError>
 
 /** Best-effort cancellation of what `client` is running, bounded like @effect/sql's. */
-const cancel = (pool: Pg.Pool, client: Pg.PoolClient): Effect.Effect<void> => {
+export const cancel = (pool: Pg.Pool, client: Pg.PoolClient): Effect.Effect<void> => {
   const pid = (client as unknown as { readonly processID?: number }).processID
   if (pid === undefined) return Effect.void
   return Effect.async<void>((resume) => {
