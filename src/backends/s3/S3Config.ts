@@ -75,8 +75,15 @@ export interface S3ClientOptions {
   readonly maxParts?: number | undefined
   /** Every part but the last has the same size (no growth; some S3-compatible services require it). */
   readonly equalParts?: boolean | undefined
-  /** Default none. */
+  /** Default none. SSE-C needs an `https://` endpoint (AWS's is), unless `allowInsecureSseC`. */
   readonly encryption?: Encryption | undefined
+  /**
+   * Allow SSE-C over a plain-HTTP endpoint. SSE-C sends the customer key in a
+   * header of every request, so over `http://` anyone on the path reads it:
+   * without this the layer refuses to build. For local test servers only.
+   * Default false (`GRAVITON_S3_ALLOW_INSECURE_SSEC`).
+   */
+  readonly allowInsecureSseC?: boolean | undefined
   /** Default `WHEN_REQUIRED`; see `ChecksumMode` and docs/backends/s3.md. */
   readonly checksum?: ChecksumMode | undefined
   /** Most sockets the client keeps open to the endpoint. Default 50. */
@@ -211,6 +218,16 @@ export const resolve = (options: S3ClientOptions): Either.Either<S3Settings, Obj
     if (Option.isSome(endpoint) && !URL.canParse(endpoint.value)) {
       return yield* Either.left(invalid(`the endpoint ${JSON.stringify(endpoint.value)} is not a URL`))
     }
+    // Absent = AWS's own endpoint, always HTTPS.
+    if (
+      encryption._tag === "Customer" && Option.isSome(endpoint) && new URL(endpoint.value).protocol !== "https:" &&
+      options.allowInsecureSseC !== true
+    ) {
+      return yield* Either.left(invalid(
+        `SSE-C sends the customer key with every request, and the endpoint ${endpoint.value} is not HTTPS: ` +
+          "use an https:// endpoint (allowInsecureSseC / GRAVITON_S3_ALLOW_INSECURE_SSEC=true is for local test servers only)"
+      ))
+    }
     return {
       bucket: options.bucket,
       region: options.region ?? "us-east-1",
@@ -294,7 +311,7 @@ const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
  * Options from the environment (`GRAVITON_S3_*`): BUCKET (required), REGION,
  * ENDPOINT, FORCE_PATH_STYLE, PREFIX, ACCESS_KEY_ID / SECRET_ACCESS_KEY /
  * SESSION_TOKEN (else the SDK's default chain), PART_SIZE, CONCURRENCY,
- * MAX_PARTS, EQUAL_PARTS, SSE / SSE_KMS_KEY_ID / SSE_C_KEY, CHECKSUM, MAX_SOCKETS,
+ * MAX_PARTS, EQUAL_PARTS, SSE / SSE_KMS_KEY_ID / SSE_C_KEY / ALLOW_INSECURE_SSEC, CHECKSUM, MAX_SOCKETS,
  * CONDITIONAL_WRITES, PAYLOAD_SIGNING, UNSUPPORTED (comma-separated features the endpoint lacks).
  */
 export const config: Config.Config<S3ClientOptions> = Config.all({
@@ -312,6 +329,10 @@ export const config: Config.Config<S3ClientOptions> = Config.all({
   maxParts: optional(Config.integer("GRAVITON_S3_MAX_PARTS")),
   equalParts: Config.boolean("GRAVITON_S3_EQUAL_PARTS").pipe(Config.withDefault(false)),
   encryption: encryptionConfig,
+  allowInsecureSseC: Config.boolean("GRAVITON_S3_ALLOW_INSECURE_SSEC").pipe(
+    Config.withDefault(false),
+    Config.withDescription("Allow SSE-C over a plain-HTTP endpoint (local test servers only: the key travels in clear)")
+  ),
   checksum: Config.literal("WHEN_REQUIRED", "WHEN_SUPPORTED")("GRAVITON_S3_CHECKSUM").pipe(
     Config.withDefault("WHEN_REQUIRED" as const)
   ),

@@ -8,11 +8,13 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
+import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as FastCheck from "effect/FastCheck"
 import { copySource } from "../../../src/backends/s3/internal/ops.js"
 import { copyRanges, plan, STAGES } from "../../../src/backends/s3/internal/parts.js"
 import * as S3Capabilities from "../../../src/backends/s3/S3Capabilities.js"
+import * as S3Client from "../../../src/backends/s3/S3Client.js"
 import * as S3Config from "../../../src/backends/s3/S3Config.js"
 import { classify, relabel, toObjectStoreError } from "../../../src/backends/s3/S3Error.js"
 import { locate, locatorOfKey } from "../../../src/backends/s3/S3ObjectStore.js"
@@ -53,6 +55,10 @@ describe("S3Error.classify", () => {
     ["EPIPE", network("EPIPE"), "Unavailable"],
     ["ETIMEDOUT", network("ETIMEDOUT"), "Timeout"],
     ["SDK TimeoutError", Object.assign(new Error("socket timed out"), { name: "TimeoutError" }), "Timeout"],
+    // The SDK's HTTP handler renames these "TimeoutError" (issue #15, finding 6): the Node code decides.
+    ["a reset as the SDK reports it", Object.assign(network("ECONNRESET"), { name: "TimeoutError" }), "Unavailable"],
+    ["a broken pipe as the SDK reports it", Object.assign(network("EPIPE"), { name: "TimeoutError" }), "Unavailable"],
+    ["ETIMEDOUT as the SDK reports it", Object.assign(network("ETIMEDOUT"), { name: "TimeoutError" }), "Timeout"],
     ["a wrapped network cause", Object.assign(new Error("socket hang up"), { cause: network("ECONNRESET") }), "Unavailable"],
     ["InvalidArgument", service("InvalidArgument", 400), "InvalidInput"],
     ["InvalidRange 416", service("InvalidRange", 416), "InvalidInput"],
@@ -128,6 +134,39 @@ describe("S3Config.resolve", () => {
     }
   })
 
+  it("SSE-C over a plain-HTTP endpoint is refused (the key would travel in clear) unless explicitly allowed", () => {
+    const key = Buffer.alloc(32, 7).toString("base64")
+    const encryption = { _tag: "Customer", key: Redacted.make(key) } as const
+    const refused = S3Config.resolve({ bucket: "my-bucket", endpoint: "http://127.0.0.1:9000", encryption })
+    expect(Either.isLeft(refused)).toBe(true)
+    if (Either.isLeft(refused)) {
+      expect([refused.left._tag, refused.left.reason, refused.left.method]).toEqual(["ObjectStoreError", "InvalidInput", "config"])
+      expect(refused.left.message).toContain("not HTTPS")
+      expect(refused.left.message).not.toContain(key)
+    }
+    // Other encryption over http, SSE-C over https or on AWS (no endpoint), and the explicit opt-in pass.
+    for (const options of [
+      { bucket: "my-bucket", endpoint: "http://127.0.0.1:9000", encryption: { _tag: "S3" } as const },
+      { bucket: "my-bucket", endpoint: "https://s3.example.com", encryption },
+      { bucket: "my-bucket", encryption },
+      { bucket: "my-bucket", endpoint: "http://127.0.0.1:9000", encryption, allowInsecureSseC: true }
+    ]) {
+      expect(Either.isRight(S3Config.resolve(options)), JSON.stringify(options)).toBe(true)
+    }
+  })
+
+  it.effect("building the client layer fails with the configuration error; no client is made", () =>
+    Effect.gen(function*() {
+      const encryption = { _tag: "Customer", key: Redacted.make(Buffer.alloc(32, 7).toString("base64")) } as const
+      // Mapped to plain values: a built client is not something to print in a failure.
+      const built = yield* Layer.build(S3Client.layer({ bucket: "my-bucket", endpoint: "http://127.0.0.1:9", encryption })).pipe(
+        Effect.scoped,
+        Effect.as("a client was built"),
+        Effect.either
+      )
+      expect(Either.isLeft(built) ? [built.left.reason, built.left.method] : built.right).toEqual(["InvalidInput", "config"])
+    }))
+
   it("an SSE-C key is 32 bytes of base64, and is never quoted in the error", () => {
     const short = "c2hvcnQta2V5LWJ5dGVz"
     const result = S3Config.resolve({ bucket: "my-bucket", encryption: { _tag: "Customer", key: Redacted.make(short) } })
@@ -158,6 +197,7 @@ describe("S3Config.config", () => {
       GRAVITON_S3_EQUAL_PARTS: "true",
       GRAVITON_S3_SSE: "SSE-C",
       GRAVITON_S3_SSE_C_KEY: key,
+      GRAVITON_S3_ALLOW_INSECURE_SSEC: "true",
       GRAVITON_S3_CHECKSUM: "WHEN_SUPPORTED",
       GRAVITON_S3_CONDITIONAL_WRITES: "false",
       GRAVITON_S3_UNSUPPORTED: "fileAndPrefix, encryption"
@@ -175,7 +215,21 @@ describe("S3Config.config", () => {
     expect(String(options.credentials!.secretAccessKey)).toBe("<redacted>")
     expect(options.encryption?._tag === "Customer" && Redacted.value(options.encryption.key)).toBe(key)
     expect(options.unsupported).toEqual(["fileAndPrefix", "encryption"])
+    expect(options.allowInsecureSseC).toBe(true)
     expect(Either.isRight(S3Config.resolve(options))).toBe(true)
+  })
+
+  it("SSE-C with an http:// endpoint from the environment is refused unless GRAVITON_S3_ALLOW_INSECURE_SSEC is set", () => {
+    const env = {
+      GRAVITON_S3_BUCKET: "b-1",
+      GRAVITON_S3_ENDPOINT: "http://127.0.0.1:9000",
+      GRAVITON_S3_SSE: "SSE-C",
+      GRAVITON_S3_SSE_C_KEY: Buffer.alloc(32, 1).toString("base64")
+    }
+    const options = Either.getOrThrow(load(env))
+    expect(options.allowInsecureSseC).toBe(false)
+    expect(Either.isLeft(S3Config.resolve(options))).toBe(true)
+    expect(Either.isRight(S3Config.resolve(Either.getOrThrow(load({ ...env, GRAVITON_S3_ALLOW_INSECURE_SSEC: "true" }))))).toBe(true)
   })
 
   it("without credentials the SDK's default chain is used; half a pair is an error", () => {
