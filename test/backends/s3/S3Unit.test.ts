@@ -277,41 +277,76 @@ describe("S3Capabilities", () => {
 })
 
 describe("part sizing", () => {
-  it("defaults: the first 1,000 parts keep the configured size; 10 stages hold more than 5 TiB", () => {
-    const p = plan({ partSize: 8 * MiB, maxParts: 10_000, equalParts: false })
-    expect([p.sizeOf(1), p.sizeOf(1000), p.sizeOf(1001), p.sizeOf(2001), p.sizeOf(10_000)]).toEqual([
+  it("defaults: the first 1,000 parts keep the configured size, then double, up to maxPartSize and no further", () => {
+    const s = Either.getOrThrow(S3Config.resolve({ bucket: "my-bucket" }))
+    expect(s.maxPartSize).toBe(64 * MiB)
+    const p = plan({ partSize: s.partSize, maxPartSize: s.maxPartSize, maxParts: s.maxParts, equalParts: false })
+    expect([p.sizeOf(1), p.sizeOf(1000), p.sizeOf(1001), p.sizeOf(2001), p.sizeOf(3001), p.sizeOf(5001), p.sizeOf(10_000)]).toEqual([
       8 * MiB,
       8 * MiB,
       16 * MiB,
       32 * MiB,
-      8 * MiB * 2 ** (STAGES - 1)
+      64 * MiB,
+      64 * MiB,
+      64 * MiB
     ])
+    // Issue #15 finding 7: the parts (and the memory they hold) no longer double on to 4 GiB.
+    let largest = 0
+    for (let n = 1; n <= 10_000; n++) largest = Math.max(largest, p.sizeOf(n))
+    expect(largest).toBe(64 * MiB)
+    expect(p.capacity).toBe(1000 * (8 + 16 + 32) * MiB + 7000 * 64 * MiB)
+    expect(S3Capabilities.of(s).maxObjectSize).toBe(p.capacity)
+  })
+
+  it("maxPartSize 5 GiB lets the 10 stages grow and hold more than 5 TiB", () => {
+    const p = plan({ partSize: 8 * MiB, maxPartSize: 5 * GiB, maxParts: 10_000, equalParts: false })
+    expect(p.sizeOf(10_000)).toBe(8 * MiB * 2 ** (STAGES - 1))
     expect(p.capacity).toBeGreaterThanOrEqual(5 * TiB)
   })
 
+  it("maxPartSize is at least partSize and at most 5 GiB; GRAVITON_S3_MAX_PART_SIZE sets it", () => {
+    expect(Either.isLeft(S3Config.resolve({ bucket: "my-bucket", partSize: 16 * MiB, maxPartSize: 8 * MiB }))).toBe(true)
+    expect(Either.isLeft(S3Config.resolve({ bucket: "my-bucket", maxPartSize: 6 * GiB }))).toBe(true)
+    expect(Either.getOrThrow(S3Config.resolve({ bucket: "my-bucket", partSize: 128 * MiB })).maxPartSize).toBe(128 * MiB)
+    const fromEnv = Effect.runSync(Effect.withConfigProvider(
+      S3Config.config,
+      ConfigProvider.fromMap(new Map([["GRAVITON_S3_BUCKET", "b-1"], ["GRAVITON_S3_MAX_PART_SIZE", String(32 * MiB)]]))
+    ))
+    expect(fromEnv.maxPartSize).toBe(32 * MiB)
+  })
+
   it("a declared size gets equal parts, grown to fit the part limit", () => {
-    expect(plan({ partSize: 8 * MiB, maxParts: 10_000, equalParts: false, size: 100 * MiB }).sizeOf(7)).toBe(8 * MiB)
-    const huge = plan({ partSize: 8 * MiB, maxParts: 10_000, equalParts: false, size: 5 * TiB })
+    expect(plan({ partSize: 8 * MiB, maxPartSize: 64 * MiB, maxParts: 10_000, equalParts: false, size: 100 * MiB }).sizeOf(7)).toBe(8 * MiB)
+    const huge = plan({ partSize: 8 * MiB, maxPartSize: 5 * GiB, maxParts: 10_000, equalParts: false, size: 5 * TiB })
     expect(huge.sizeOf(1)).toBe(huge.sizeOf(9_999))
     expect(Math.ceil((5 * TiB) / huge.sizeOf(1))).toBeLessThanOrEqual(10_000)
+    // Capped: the plan holds less than the declared size, which the upload refuses before its first byte.
+    const capped = plan({ partSize: 8 * MiB, maxPartSize: 64 * MiB, maxParts: 10_000, equalParts: false, size: 5 * TiB })
+    expect([capped.sizeOf(1), capped.capacity]).toEqual([64 * MiB, 10_000 * 64 * MiB])
   })
 
   it("equal parts never grow", () => {
-    const p = plan({ partSize: 5 * MiB, maxParts: 3, equalParts: true })
+    const p = plan({ partSize: 5 * MiB, maxPartSize: 5 * GiB, maxParts: 3, equalParts: true })
     expect([p.sizeOf(1), p.sizeOf(3), p.capacity]).toEqual([5 * MiB, 5 * MiB, 15 * MiB])
   })
 
   it.prop(
-    "any length up to the capacity fits in maxParts parts of 5 MiB to 5 GiB",
-    [FastCheck.integer({ min: 5, max: 64 }), FastCheck.integer({ min: 1, max: 10_000 }), FastCheck.double({ min: 0, max: 1, noNaN: true })],
-    ([partMiB, maxParts, fraction]) => {
-      const p = plan({ partSize: partMiB * MiB, maxParts, equalParts: false })
+    "any length up to the capacity fits in maxParts parts of 5 MiB to maxPartSize",
+    [
+      FastCheck.integer({ min: 5, max: 64 }),
+      FastCheck.integer({ min: 1, max: 10_000 }),
+      FastCheck.double({ min: 0, max: 1, noNaN: true }),
+      FastCheck.integer({ min: 0, max: 5120 })
+    ],
+    ([partMiB, maxParts, fraction, extraMiB]) => {
+      const maxPartSize = Math.min(5 * GiB, (partMiB + extraMiB) * MiB)
+      const p = plan({ partSize: partMiB * MiB, maxPartSize, maxParts, equalParts: false })
       let remaining = Math.floor(p.capacity * fraction)
       let n = 0
       while (remaining > 0) {
         n++
         const size = p.sizeOf(n)
-        if (size < 5 * MiB || size > 5 * GiB) return false
+        if (size < 5 * MiB || size > maxPartSize) return false
         remaining -= size
       }
       return n <= maxParts
