@@ -6,7 +6,6 @@
  * any of its bytes, then emits the requested slice. An object of a live
  * blob found missing is Corrupted, unless the blob was deleted meanwhile.
  */
-import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
@@ -17,6 +16,7 @@ import * as Hashing from "../core/Hashing.js"
 import type { ReadRange } from "../kit/BlobStoreProtocol.js"
 import { getRange } from "../ports/ObjectStore.js"
 import * as BlobMeta from "./BlobMeta.js"
+import * as Chunker from "./Chunker.js"
 import type { Cas } from "./context.js"
 import { corrupted, fail, fromPortError } from "./errors.js"
 import { readBlob, sameBytes } from "./records.js"
@@ -52,19 +52,36 @@ const readObject = (cas: Cas, found: Found, locator: BlobLocator.BlobLocator, ra
     Stream.catchAll((e) => Stream.fromEffect(whenMissing(cas, found, range !== undefined)(e)))
   )
 
-/** Reads one whole block and checks it against its key before any byte of it is used. */
+/**
+ * Reads one whole block and checks it against its key before any byte of it
+ * is used. A block is held in memory whole (it must be verified before it is
+ * emitted), so its size is capped: the record's block size must be at most
+ * the largest block any chunked layout writes (Chunker.MAX_BLOCK; not the
+ * configured layout's max, which may have been lowered since the blob was
+ * stored), and the object may not carry a byte more than the record says. A
+ * longer object (replaced behind the store's back) stops being read at the
+ * first extra byte and fails with Corrupted, instead of being loaded whole.
+ */
 const readVerifiedBlock = (cas: Cas, found: Found, block: BlobMeta.BlockRef) =>
   Effect.gen(function*() {
-    const parts = yield* Stream.runCollect(readObject(cas, found, block.locator))
-    const bytes = new Uint8Array(Chunk.reduce(parts, 0, (n, p) => n + p.length))
-    let at = 0
-    for (const p of parts) {
-      bytes.set(p, at)
-      at += p.length
+    const size = block.key.size
+    if (size > Chunker.MAX_BLOCK) {
+      return yield* corrupted("get", found.key, `name block ${block.key}, longer than the largest block (${Chunker.MAX_BLOCK} bytes)`)
     }
+    const bytes = new Uint8Array(size)
+    const tooLong = corrupted("get", found.key, `hold more than the ${size} bytes of block ${block.key} at offset ${block.offset}`)
+    const at = yield* Stream.runFoldEffect(
+      readObject(cas, found, block.locator),
+      0,
+      (at, p) => {
+        if (at + p.length > size) return Effect.fail(tooLong)
+        bytes.set(p, at)
+        return Effect.succeed(at + p.length)
+      }
+    )
     const hasher = yield* Hashing.makeHasher(block.key.algorithm)
-    hasher.update(bytes)
-    if (hasher.size !== block.key.size || hasher.digest() !== block.key.digest) {
+    hasher.update(at === size ? bytes : bytes.subarray(0, at))
+    if (hasher.size !== size || hasher.digest() !== block.key.digest) {
       return yield* corrupted("get", found.key, `do not match block ${block.key} at offset ${block.offset}`)
     }
     return bytes

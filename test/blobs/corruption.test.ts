@@ -5,8 +5,10 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as NFS from "node:fs"
@@ -15,7 +17,12 @@ import type * as BinaryKey from "../../src/core/BinaryKey.js"
 import * as BlobLocator from "../../src/core/BlobLocator.js"
 import { BlobStore } from "../../src/ports/BlobStore.js"
 import { KeyValueStore } from "../../src/ports/KeyValueStore.js"
-import { MutableObjectStore } from "../../src/ports/ObjectStore.js"
+import * as MemoryLayers from "../../src/backends/memory/MemoryLayers.js"
+import * as MemoryObjectStore from "../../src/backends/memory/MemoryObjectStore.js"
+import * as CasBlobStore from "../../src/blobs/CasBlobStore.js"
+import * as Events from "../../src/kit/Events.js"
+import * as Metrics from "../../src/kit/Metrics.js"
+import { ImmutableObjectStore, MutableObjectStore, type MutableObjectStoreShape } from "../../src/ports/ObjectStore.js"
 import { chunked, collect, KiB, randomBytes, sameBytes } from "../../src/testing/bytes.js"
 import { embedded, kvEntries, memory, smallBlocks, tempDir } from "./fixtures.js"
 
@@ -110,6 +117,43 @@ describe("CasBlobStore corruption", () => {
       const before = yield* collect(store.get(key, { start: 1, end: blockStart }))
       expect(sameBytes(before, bytes.subarray(1, blockStart))).toBe(true)
     }).pipe(Effect.provide(memory({ layout: smallBlocks }))))
+
+  // Issue #15: a block read is capped at the recorded block size (it is held whole until verified).
+  it.live("chunked: a block object replaced by a far longer one stops being read at its first extra byte: Corrupted, not loaded whole", () => {
+    let pulled = 0
+    // The in-memory object store, counting the bytes the CAS pulls from its reads.
+    const counting = Layer.effectContext(Effect.map(MemoryObjectStore.make, (store) => {
+      const shape: MutableObjectStoreShape = {
+        ...store,
+        get: (locator, range) => Stream.tap(store.get(locator, range), (c) => Effect.sync(() => (pulled += c.length)))
+      }
+      return Context.make(MutableObjectStore, shape).pipe(Context.add(ImmutableObjectStore, shape))
+    }))
+    const layer = CasBlobStore.layer({ layout: smallBlocks }).pipe(
+      Layer.provideMerge(Layer.merge(counting, MemoryLayers.metadata)),
+      Layer.provideMerge(Layer.merge(Metrics.layer, Events.layer))
+    )
+    return Effect.gen(function*() {
+      const bytes = randomBytes(400 * KiB, 6)
+      const { key } = yield* put(bytes)
+      const manifest = (yield* kvEntries("blobs/"))[0]![1] as { blockBase: string; blocks: ReadonlyArray<[number, string]> }
+      const offsets = manifest.blocks.reduce<Array<number>>((acc, [size]) => [...acc, (acc.at(-1) ?? 0) + size], [0])
+      const [size, digest] = manifest.blocks[2]!
+      const blockLocator = Either.getOrThrow(BlobLocator.parse(`${manifest.blockBase}sha256/${digest.slice(0, 2)}/${digest}`))
+      // The block's own bytes, then 32 MiB more, in 64 KiB pieces.
+      const longer = Stream.concat(
+        Stream.make(bytes.subarray(offsets[2]!, offsets[2]! + size)),
+        Stream.repeatValue(new Uint8Array(64 * KiB)).pipe(Stream.take(512))
+      )
+      yield* Effect.flatMap(MutableObjectStore, (objects) => Stream.run(longer, objects.put(blockLocator)))
+      pulled = 0
+      const inside = yield* readUntilFailure(key, { start: offsets[2]! + 5, end: offsets[2]! + 20 })
+      expect([inside.error.reason, inside.emitted]).toEqual(["Corrupted", 0])
+      expect(inside.error.message).toContain("more than")
+      // The block and at most one read piece beyond it (the memory store reads 256 KiB at a time), not the 32 MiB.
+      expect(pulled).toBeLessThanOrEqual(size + 256 * KiB)
+    }).pipe(Effect.provide(layer))
+  })
 
   it.live("fs + LevelDB: a byte flipped in the file on disk fails the read with Corrupted", () => {
     const home = tempDir("cas-corrupt-")

@@ -42,5 +42,13 @@ export const of = (settings: S3Settings): ObjectStoreCapabilities =>
     encryption: encryptionOf(settings),
     fileAndPrefix: true,
     // A stream of unknown length: the most the part plan can hold (equal parts cap it lower).
-    maxObjectSize: Math.min(MAX_OBJECT_SIZE, plan({ partSize: settings.partSize, maxParts: settings.maxParts, equalParts: settings.equalParts }).capacity)
+    maxObjectSize: Math.min(
+      MAX_OBJECT_SIZE,
+      plan({
+        partSize: settings.partSize,
+        maxPartSize: settings.maxPartSize,
+        maxParts: settings.maxParts,
+        equalParts: settings.equalParts
+      }).capacity
+    )
   }, settings.unsupported)

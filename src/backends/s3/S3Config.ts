@@ -69,14 +69,30 @@ export interface S3ClientOptions {
   readonly credentials?: S3Credentials | undefined
   /** Bytes per multipart part (and the single-PutObject threshold). Default 8 MiB, at least 5 MiB. */
   readonly partSize?: number | undefined
+  /**
+   * Largest part an upload may grow to (parts of a stream of unknown length
+   * double every 1,000 parts; a declared size is split into parts of
+   * size / maxParts). Held memory is at most maxPartSize × max(2, concurrency),
+   * and the largest object is about maxParts × maxPartSize: beyond it a put
+   * fails with InvalidInput. Default 64 MiB (about 490 GiB for a stream of
+   * unknown length, 625 GiB declared); up to 5 GiB.
+   */
+  readonly maxPartSize?: number | undefined
   /** Parts uploaded at once; memory is about partSize × (concurrency + 1). Default 4. */
   readonly concurrency?: number | undefined
   /** Most parts one upload may use. Default and maximum 10,000. */
   readonly maxParts?: number | undefined
   /** Every part but the last has the same size (no growth; some S3-compatible services require it). */
   readonly equalParts?: boolean | undefined
-  /** Default none. */
+  /** Default none. SSE-C needs an `https://` endpoint (AWS's is), unless `allowInsecureSseC`. */
   readonly encryption?: Encryption | undefined
+  /**
+   * Allow SSE-C over a plain-HTTP endpoint. SSE-C sends the customer key in a
+   * header of every request, so over `http://` anyone on the path reads it:
+   * without this the layer refuses to build. For local test servers only.
+   * Default false (`GRAVITON_S3_ALLOW_INSECURE_SSEC`).
+   */
+  readonly allowInsecureSseC?: boolean | undefined
   /** Default `WHEN_REQUIRED`; see `ChecksumMode` and docs/backends/s3.md. */
   readonly checksum?: ChecksumMode | undefined
   /** Most sockets the client keeps open to the endpoint. Default 50. */
@@ -131,6 +147,7 @@ export interface S3Settings {
   readonly prefix: string
   readonly credentials: Option.Option<S3Credentials>
   readonly partSize: number
+  readonly maxPartSize: number
   readonly concurrency: number
   readonly maxParts: number
   readonly equalParts: boolean
@@ -184,6 +201,7 @@ export const resolve = (options: S3ClientOptions): Either.Either<S3Settings, Obj
     }
     const prefix = yield* normalizePrefix(options.prefix)
     const partSize = yield* positiveInt("partSize", options.partSize ?? 8 * MiB, MIN_PART_SIZE, MAX_PART_SIZE)
+    const maxPartSize = yield* positiveInt("maxPartSize", options.maxPartSize ?? Math.max(partSize, 64 * MiB), partSize, MAX_PART_SIZE)
     const concurrency = yield* positiveInt("concurrency", options.concurrency ?? 4, 1, 64)
     const maxParts = yield* positiveInt("maxParts", options.maxParts ?? MAX_PARTS, 1, MAX_PARTS)
     const maxSockets = yield* positiveInt("maxSockets", options.maxSockets ?? 50, 1, 1024)
@@ -211,6 +229,16 @@ export const resolve = (options: S3ClientOptions): Either.Either<S3Settings, Obj
     if (Option.isSome(endpoint) && !URL.canParse(endpoint.value)) {
       return yield* Either.left(invalid(`the endpoint ${JSON.stringify(endpoint.value)} is not a URL`))
     }
+    // Absent = AWS's own endpoint, always HTTPS.
+    if (
+      encryption._tag === "Customer" && Option.isSome(endpoint) && new URL(endpoint.value).protocol !== "https:" &&
+      options.allowInsecureSseC !== true
+    ) {
+      return yield* Either.left(invalid(
+        `SSE-C sends the customer key with every request, and the endpoint ${endpoint.value} is not HTTPS: ` +
+          "use an https:// endpoint (allowInsecureSseC / GRAVITON_S3_ALLOW_INSECURE_SSEC=true is for local test servers only)"
+      ))
+    }
     return {
       bucket: options.bucket,
       region: options.region ?? "us-east-1",
@@ -219,6 +247,7 @@ export const resolve = (options: S3ClientOptions): Either.Either<S3Settings, Obj
       prefix,
       credentials: Option.fromNullable(options.credentials),
       partSize,
+      maxPartSize,
       concurrency,
       maxParts,
       equalParts: options.equalParts ?? false,
@@ -293,8 +322,8 @@ const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
 /**
  * Options from the environment (`GRAVITON_S3_*`): BUCKET (required), REGION,
  * ENDPOINT, FORCE_PATH_STYLE, PREFIX, ACCESS_KEY_ID / SECRET_ACCESS_KEY /
- * SESSION_TOKEN (else the SDK's default chain), PART_SIZE, CONCURRENCY,
- * MAX_PARTS, EQUAL_PARTS, SSE / SSE_KMS_KEY_ID / SSE_C_KEY, CHECKSUM, MAX_SOCKETS,
+ * SESSION_TOKEN (else the SDK's default chain), PART_SIZE, MAX_PART_SIZE, CONCURRENCY,
+ * MAX_PARTS, EQUAL_PARTS, SSE / SSE_KMS_KEY_ID / SSE_C_KEY / ALLOW_INSECURE_SSEC, CHECKSUM, MAX_SOCKETS,
  * CONDITIONAL_WRITES, PAYLOAD_SIGNING, UNSUPPORTED (comma-separated features the endpoint lacks).
  */
 export const config: Config.Config<S3ClientOptions> = Config.all({
@@ -308,10 +337,15 @@ export const config: Config.Config<S3ClientOptions> = Config.all({
   prefix: Config.string("GRAVITON_S3_PREFIX").pipe(Config.withDefault("")),
   credentials: Config.map(credentialsConfig, Option.getOrUndefined),
   partSize: optional(Config.integer("GRAVITON_S3_PART_SIZE").pipe(Config.withDescription("Part size in bytes"))),
+  maxPartSize: optional(Config.integer("GRAVITON_S3_MAX_PART_SIZE").pipe(Config.withDescription("Largest part in bytes (bounds memory)"))),
   concurrency: optional(Config.integer("GRAVITON_S3_CONCURRENCY")),
   maxParts: optional(Config.integer("GRAVITON_S3_MAX_PARTS")),
   equalParts: Config.boolean("GRAVITON_S3_EQUAL_PARTS").pipe(Config.withDefault(false)),
   encryption: encryptionConfig,
+  allowInsecureSseC: Config.boolean("GRAVITON_S3_ALLOW_INSECURE_SSEC").pipe(
+    Config.withDefault(false),
+    Config.withDescription("Allow SSE-C over a plain-HTTP endpoint (local test servers only: the key travels in clear)")
+  ),
   checksum: Config.literal("WHEN_REQUIRED", "WHEN_SUPPORTED")("GRAVITON_S3_CHECKSUM").pipe(
     Config.withDefault("WHEN_REQUIRED" as const)
   ),

@@ -1,7 +1,8 @@
 /**
  * The one place where S3 failures become Graviton reasons: S3 error codes
- * first (they are precise), then the HTTP status, then Node's network error
- * codes. Retries key off the reason this produces (transient = Unavailable,
+ * first (they are precise), then Node's network error codes (before the
+ * error's name, which the SDK sets to "TimeoutError" for a reset), then the
+ * HTTP status. Retries key off the reason this produces (transient = Unavailable,
  * Throttled, Timeout), never off message text.
  */
 import type { ErrorReason } from "../../core/Errors.js"
@@ -150,7 +151,9 @@ export const classify = (error: unknown): Classified => {
   const status = typeof e.$metadata?.httpStatusCode === "number" ? e.$metadata.httpStatusCode : undefined
   // Node network errors carry `code`; service exceptions carry `Code` and a `name` equal to it.
   const nodeCode = str(e.code) ?? (typeof e.cause === "object" && e.cause !== null ? str((e.cause as ErrorLike).code) : undefined)
-  const candidates = [str(e.Code), str(e.name), nodeCode].filter((c): c is string => c !== undefined)
+  // The Node code comes before the name: the SDK's HTTP handler renames ECONNRESET and EPIPE
+  // errors "TimeoutError", and a server that reset the connection is Unavailable, not slow.
+  const candidates = [str(e.Code), nodeCode, str(e.name)].filter((c): c is string => c !== undefined)
   const known = candidates.find((c) => c in byCode)
   const code = known ?? candidates.find((c) => c !== "Error" && c !== "UnknownError") ?? "UnknownError"
   const reason: ErrorReason = known !== undefined

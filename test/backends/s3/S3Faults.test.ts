@@ -22,6 +22,7 @@ import { ImmutableObjectStore, MutableObjectStore } from "../../../src/ports/Obj
 import * as MetricKeys from "../../../src/kit/MetricKeys.js"
 import { chunked, collect, firstDifference, MiB, randomBytes, sameBytes } from "../../../src/testing/bytes.js"
 import { awaitEvent, counter, eachServer, locatorMaker, openUploads, putBytes, read, recordEvents, storeLayer, useServers } from "./fixtures.js"
+import { recordFault } from "../../harness/reliability.js"
 import { inject, spy, truncateBody } from "./sdk.js"
 
 useServers()
@@ -204,6 +205,32 @@ eachServer("S3 faults", (c) => storeLayer(c, "faults", { maxSockets: 2 }), (test
       // The cuts are spent: the next reads are whole again.
       expectSame(yield* collect(blobs.get(key, range)), content.subarray(range.start, range.end))
       expectSame(yield* collect(blobs.get(key)), content)
+    }))
+
+  // Issue #15 finding 3: the object store's own reads (which uploads and the CAS build on) are length-checked too.
+  test.scoped()("an object's GET body cut short fails the object-store read with Corrupted, ranged or full; never a clean end", () =>
+    Effect.gen(function*() {
+      const { client } = yield* S3ClientInstance
+      const store = yield* ImmutableObjectStore
+      const f = yield* locatorMaker
+      const content = randomBytes(200_000, 12)
+      yield* putBytes(f.at("cut"), content)
+      const range = { start: 1000, end: 150_000 }
+      const cut = yield* truncateBody(client, { command: "GetObject", keep: 4000 })
+      const ranged = yield* Effect.flip(Effect.map(collect(store.get(f.at("cut"), range)), (b) => b.length))
+      expect(cut.fired()).toBe(1)
+      expect([ranged._tag, ranged.reason, ranged.method]).toEqual(["ObjectStoreError", "Corrupted", "get"])
+      expect(ranged.message).toContain("4000 of the 149000 bytes")
+      yield* truncateBody(client, { command: "GetObject", keep: 4000 })
+      const full = yield* Effect.flip(Effect.map(collect(store.get(f.at("cut"))), (b) => b.length))
+      expect([full.reason, full.method]).toEqual(["Corrupted", "get"])
+      expectSame(yield* collect(store.get(f.at("cut"), range)), content.subarray(range.start, range.end))
+      recordFault({
+        area: "s3",
+        fault: "GET body cut short (clean end, headers intact), object store",
+        expected: "Corrupted, ranged or full",
+        observed: `${ranged.reason} (ranged), ${full.reason} (full)`
+      })
     }))
 
   test.scoped()("consumers that stop reading early release their sockets: the next 20 requests succeed", () =>

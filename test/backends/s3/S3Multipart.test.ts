@@ -144,6 +144,43 @@ eachServer("S3 part growth (maxParts 10)", (c) => fixturesLayer(c, "grow", { max
 })
 
 eachServer(
+  "S3 part cap (maxPartSize 10 MiB, maxParts 3, concurrency 1)",
+  (c) => fixturesLayer(c, "cap", { maxParts: 3, maxPartSize: 2 * P, concurrency: 1 }),
+  (test) => {
+    // Issue #15 finding 7: parts of an unknown length stop growing at maxPartSize (held memory is bounded),
+    // and a stream beyond what that allows fails with InvalidInput instead of growing the parts on.
+    test.scoped()("an unknown length grows to maxPartSize and no further; one byte beyond the plan is InvalidInput, aborted", () =>
+      Effect.gen(function*() {
+        const { client } = yield* S3ClientInstance
+        const f = yield* locatorMaker
+        const bytes = randomBytes(5 * P + 1, 51)
+        const seen = yield* spy(client)
+        yield* putBytes(f.at("fits"), bytes.subarray(0, 5 * P))
+        expect(partSizes(seen.calls)).toEqual([P, 2 * P, 2 * P])
+        seen.reset()
+        const error = yield* Effect.flip(putBytes(f.at("too-long"), bytes))
+        expect([error.reason, error.method]).toEqual(["InvalidInput", "put"])
+        expect(error.message).toContain("maxPartSize")
+        expect(Math.max(...partSizes(seen.calls))).toBe(2 * P)
+        expect(seen.count("AbortMultipartUpload")).toBe(1)
+        expect(Option.isNone(yield* Effect.flatMap(MutableObjectStore, (s) => s.head(f.at("too-long"))))).toBe(true)
+        expectSame(yield* read(f.at("fits")), bytes.subarray(0, 5 * P))
+      }), 60_000)
+
+    test.scoped()("a declared size beyond maxParts × maxPartSize fails before any request", () =>
+      Effect.gen(function*() {
+        const { client } = yield* S3ClientInstance
+        const f = yield* locatorMaker
+        const seen = yield* spy(client)
+        const error = yield* Effect.flip(putBytes(f.at("declared"), randomBytes(1000, 3), { size: 6 * P + 1 }))
+        expect([error.reason, error.method]).toEqual(["InvalidInput", "put"])
+        expect(error.message).toContain("maxPartSize")
+        expect(seen.commands()).toEqual([])
+      }))
+  }
+)
+
+eachServer(
   "S3 equal parts (maxParts 2, concurrency 1)",
   (c) => fixturesLayer(c, "equal", { maxParts: 2, equalParts: true, concurrency: 1 }),
   (test) => {

@@ -8,11 +8,13 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
+import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as FastCheck from "effect/FastCheck"
 import { copySource } from "../../../src/backends/s3/internal/ops.js"
 import { copyRanges, plan, STAGES } from "../../../src/backends/s3/internal/parts.js"
 import * as S3Capabilities from "../../../src/backends/s3/S3Capabilities.js"
+import * as S3Client from "../../../src/backends/s3/S3Client.js"
 import * as S3Config from "../../../src/backends/s3/S3Config.js"
 import { classify, relabel, toObjectStoreError } from "../../../src/backends/s3/S3Error.js"
 import { locate, locatorOfKey } from "../../../src/backends/s3/S3ObjectStore.js"
@@ -53,6 +55,10 @@ describe("S3Error.classify", () => {
     ["EPIPE", network("EPIPE"), "Unavailable"],
     ["ETIMEDOUT", network("ETIMEDOUT"), "Timeout"],
     ["SDK TimeoutError", Object.assign(new Error("socket timed out"), { name: "TimeoutError" }), "Timeout"],
+    // The SDK's HTTP handler renames these "TimeoutError" (issue #15, finding 6): the Node code decides.
+    ["a reset as the SDK reports it", Object.assign(network("ECONNRESET"), { name: "TimeoutError" }), "Unavailable"],
+    ["a broken pipe as the SDK reports it", Object.assign(network("EPIPE"), { name: "TimeoutError" }), "Unavailable"],
+    ["ETIMEDOUT as the SDK reports it", Object.assign(network("ETIMEDOUT"), { name: "TimeoutError" }), "Timeout"],
     ["a wrapped network cause", Object.assign(new Error("socket hang up"), { cause: network("ECONNRESET") }), "Unavailable"],
     ["InvalidArgument", service("InvalidArgument", 400), "InvalidInput"],
     ["InvalidRange 416", service("InvalidRange", 416), "InvalidInput"],
@@ -128,6 +134,39 @@ describe("S3Config.resolve", () => {
     }
   })
 
+  it("SSE-C over a plain-HTTP endpoint is refused (the key would travel in clear) unless explicitly allowed", () => {
+    const key = Buffer.alloc(32, 7).toString("base64")
+    const encryption = { _tag: "Customer", key: Redacted.make(key) } as const
+    const refused = S3Config.resolve({ bucket: "my-bucket", endpoint: "http://127.0.0.1:9000", encryption })
+    expect(Either.isLeft(refused)).toBe(true)
+    if (Either.isLeft(refused)) {
+      expect([refused.left._tag, refused.left.reason, refused.left.method]).toEqual(["ObjectStoreError", "InvalidInput", "config"])
+      expect(refused.left.message).toContain("not HTTPS")
+      expect(refused.left.message).not.toContain(key)
+    }
+    // Other encryption over http, SSE-C over https or on AWS (no endpoint), and the explicit opt-in pass.
+    for (const options of [
+      { bucket: "my-bucket", endpoint: "http://127.0.0.1:9000", encryption: { _tag: "S3" } as const },
+      { bucket: "my-bucket", endpoint: "https://s3.example.com", encryption },
+      { bucket: "my-bucket", encryption },
+      { bucket: "my-bucket", endpoint: "http://127.0.0.1:9000", encryption, allowInsecureSseC: true }
+    ]) {
+      expect(Either.isRight(S3Config.resolve(options)), JSON.stringify(options)).toBe(true)
+    }
+  })
+
+  it.effect("building the client layer fails with the configuration error; no client is made", () =>
+    Effect.gen(function*() {
+      const encryption = { _tag: "Customer", key: Redacted.make(Buffer.alloc(32, 7).toString("base64")) } as const
+      // Mapped to plain values: a built client is not something to print in a failure.
+      const built = yield* Layer.build(S3Client.layer({ bucket: "my-bucket", endpoint: "http://127.0.0.1:9", encryption })).pipe(
+        Effect.scoped,
+        Effect.as("a client was built"),
+        Effect.either
+      )
+      expect(Either.isLeft(built) ? [built.left.reason, built.left.method] : built.right).toEqual(["InvalidInput", "config"])
+    }))
+
   it("an SSE-C key is 32 bytes of base64, and is never quoted in the error", () => {
     const short = "c2hvcnQta2V5LWJ5dGVz"
     const result = S3Config.resolve({ bucket: "my-bucket", encryption: { _tag: "Customer", key: Redacted.make(short) } })
@@ -158,6 +197,7 @@ describe("S3Config.config", () => {
       GRAVITON_S3_EQUAL_PARTS: "true",
       GRAVITON_S3_SSE: "SSE-C",
       GRAVITON_S3_SSE_C_KEY: key,
+      GRAVITON_S3_ALLOW_INSECURE_SSEC: "true",
       GRAVITON_S3_CHECKSUM: "WHEN_SUPPORTED",
       GRAVITON_S3_CONDITIONAL_WRITES: "false",
       GRAVITON_S3_UNSUPPORTED: "fileAndPrefix, encryption"
@@ -175,7 +215,21 @@ describe("S3Config.config", () => {
     expect(String(options.credentials!.secretAccessKey)).toBe("<redacted>")
     expect(options.encryption?._tag === "Customer" && Redacted.value(options.encryption.key)).toBe(key)
     expect(options.unsupported).toEqual(["fileAndPrefix", "encryption"])
+    expect(options.allowInsecureSseC).toBe(true)
     expect(Either.isRight(S3Config.resolve(options))).toBe(true)
+  })
+
+  it("SSE-C with an http:// endpoint from the environment is refused unless GRAVITON_S3_ALLOW_INSECURE_SSEC is set", () => {
+    const env = {
+      GRAVITON_S3_BUCKET: "b-1",
+      GRAVITON_S3_ENDPOINT: "http://127.0.0.1:9000",
+      GRAVITON_S3_SSE: "SSE-C",
+      GRAVITON_S3_SSE_C_KEY: Buffer.alloc(32, 1).toString("base64")
+    }
+    const options = Either.getOrThrow(load(env))
+    expect(options.allowInsecureSseC).toBe(false)
+    expect(Either.isLeft(S3Config.resolve(options))).toBe(true)
+    expect(Either.isRight(S3Config.resolve(Either.getOrThrow(load({ ...env, GRAVITON_S3_ALLOW_INSECURE_SSEC: "true" }))))).toBe(true)
   })
 
   it("without credentials the SDK's default chain is used; half a pair is an error", () => {
@@ -223,41 +277,76 @@ describe("S3Capabilities", () => {
 })
 
 describe("part sizing", () => {
-  it("defaults: the first 1,000 parts keep the configured size; 10 stages hold more than 5 TiB", () => {
-    const p = plan({ partSize: 8 * MiB, maxParts: 10_000, equalParts: false })
-    expect([p.sizeOf(1), p.sizeOf(1000), p.sizeOf(1001), p.sizeOf(2001), p.sizeOf(10_000)]).toEqual([
+  it("defaults: the first 1,000 parts keep the configured size, then double, up to maxPartSize and no further", () => {
+    const s = Either.getOrThrow(S3Config.resolve({ bucket: "my-bucket" }))
+    expect(s.maxPartSize).toBe(64 * MiB)
+    const p = plan({ partSize: s.partSize, maxPartSize: s.maxPartSize, maxParts: s.maxParts, equalParts: false })
+    expect([p.sizeOf(1), p.sizeOf(1000), p.sizeOf(1001), p.sizeOf(2001), p.sizeOf(3001), p.sizeOf(5001), p.sizeOf(10_000)]).toEqual([
       8 * MiB,
       8 * MiB,
       16 * MiB,
       32 * MiB,
-      8 * MiB * 2 ** (STAGES - 1)
+      64 * MiB,
+      64 * MiB,
+      64 * MiB
     ])
+    // Issue #15 finding 7: the parts (and the memory they hold) no longer double on to 4 GiB.
+    let largest = 0
+    for (let n = 1; n <= 10_000; n++) largest = Math.max(largest, p.sizeOf(n))
+    expect(largest).toBe(64 * MiB)
+    expect(p.capacity).toBe(1000 * (8 + 16 + 32) * MiB + 7000 * 64 * MiB)
+    expect(S3Capabilities.of(s).maxObjectSize).toBe(p.capacity)
+  })
+
+  it("maxPartSize 5 GiB lets the 10 stages grow and hold more than 5 TiB", () => {
+    const p = plan({ partSize: 8 * MiB, maxPartSize: 5 * GiB, maxParts: 10_000, equalParts: false })
+    expect(p.sizeOf(10_000)).toBe(8 * MiB * 2 ** (STAGES - 1))
     expect(p.capacity).toBeGreaterThanOrEqual(5 * TiB)
   })
 
+  it("maxPartSize is at least partSize and at most 5 GiB; GRAVITON_S3_MAX_PART_SIZE sets it", () => {
+    expect(Either.isLeft(S3Config.resolve({ bucket: "my-bucket", partSize: 16 * MiB, maxPartSize: 8 * MiB }))).toBe(true)
+    expect(Either.isLeft(S3Config.resolve({ bucket: "my-bucket", maxPartSize: 6 * GiB }))).toBe(true)
+    expect(Either.getOrThrow(S3Config.resolve({ bucket: "my-bucket", partSize: 128 * MiB })).maxPartSize).toBe(128 * MiB)
+    const fromEnv = Effect.runSync(Effect.withConfigProvider(
+      S3Config.config,
+      ConfigProvider.fromMap(new Map([["GRAVITON_S3_BUCKET", "b-1"], ["GRAVITON_S3_MAX_PART_SIZE", String(32 * MiB)]]))
+    ))
+    expect(fromEnv.maxPartSize).toBe(32 * MiB)
+  })
+
   it("a declared size gets equal parts, grown to fit the part limit", () => {
-    expect(plan({ partSize: 8 * MiB, maxParts: 10_000, equalParts: false, size: 100 * MiB }).sizeOf(7)).toBe(8 * MiB)
-    const huge = plan({ partSize: 8 * MiB, maxParts: 10_000, equalParts: false, size: 5 * TiB })
+    expect(plan({ partSize: 8 * MiB, maxPartSize: 64 * MiB, maxParts: 10_000, equalParts: false, size: 100 * MiB }).sizeOf(7)).toBe(8 * MiB)
+    const huge = plan({ partSize: 8 * MiB, maxPartSize: 5 * GiB, maxParts: 10_000, equalParts: false, size: 5 * TiB })
     expect(huge.sizeOf(1)).toBe(huge.sizeOf(9_999))
     expect(Math.ceil((5 * TiB) / huge.sizeOf(1))).toBeLessThanOrEqual(10_000)
+    // Capped: the plan holds less than the declared size, which the upload refuses before its first byte.
+    const capped = plan({ partSize: 8 * MiB, maxPartSize: 64 * MiB, maxParts: 10_000, equalParts: false, size: 5 * TiB })
+    expect([capped.sizeOf(1), capped.capacity]).toEqual([64 * MiB, 10_000 * 64 * MiB])
   })
 
   it("equal parts never grow", () => {
-    const p = plan({ partSize: 5 * MiB, maxParts: 3, equalParts: true })
+    const p = plan({ partSize: 5 * MiB, maxPartSize: 5 * GiB, maxParts: 3, equalParts: true })
     expect([p.sizeOf(1), p.sizeOf(3), p.capacity]).toEqual([5 * MiB, 5 * MiB, 15 * MiB])
   })
 
   it.prop(
-    "any length up to the capacity fits in maxParts parts of 5 MiB to 5 GiB",
-    [FastCheck.integer({ min: 5, max: 64 }), FastCheck.integer({ min: 1, max: 10_000 }), FastCheck.double({ min: 0, max: 1, noNaN: true })],
-    ([partMiB, maxParts, fraction]) => {
-      const p = plan({ partSize: partMiB * MiB, maxParts, equalParts: false })
+    "any length up to the capacity fits in maxParts parts of 5 MiB to maxPartSize",
+    [
+      FastCheck.integer({ min: 5, max: 64 }),
+      FastCheck.integer({ min: 1, max: 10_000 }),
+      FastCheck.double({ min: 0, max: 1, noNaN: true }),
+      FastCheck.integer({ min: 0, max: 5120 })
+    ],
+    ([partMiB, maxParts, fraction, extraMiB]) => {
+      const maxPartSize = Math.min(5 * GiB, (partMiB + extraMiB) * MiB)
+      const p = plan({ partSize: partMiB * MiB, maxPartSize, maxParts, equalParts: false })
       let remaining = Math.floor(p.capacity * fraction)
       let n = 0
       while (remaining > 0) {
         n++
         const size = p.sizeOf(n)
-        if (size < 5 * MiB || size > 5 * GiB) return false
+        if (size < 5 * MiB || size > maxPartSize) return false
         remaining -= size
       }
       return n <= maxParts

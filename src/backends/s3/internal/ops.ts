@@ -14,7 +14,7 @@ import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { Readable } from "node:stream"
-import type { ObjectStoreError } from "../../../core/Errors.js"
+import { ObjectStoreError } from "../../../core/Errors.js"
 import { UploadAborted } from "../../../ports/BackendEvents.js"
 import type { Instrument } from "../../../kit/Instrument.js"
 import * as Retry from "../../../kit/Retry.js"
@@ -41,6 +41,11 @@ export interface Opened {
   readonly info: ObjectInfo
   /** Bytes this response carries. */
   readonly length: number
+  /**
+   * Exactly `length` bytes: a body that ends short of them without an error
+   * from the connection (a proxy or server cutting it) fails with Corrupted,
+   * never ends cleanly.
+   */
   readonly body: Stream.Stream<Uint8Array, ObjectStoreError>
 }
 
@@ -235,6 +240,8 @@ export const make = (shape: S3ClientShape, instrument: Instrument, options: OpsO
       // overshoot it (s3rver serves everything for "bytes=0-0") are trimmed here.
       let skip = 0
       let keep = length
+      /** What the body must carry: the whole range asked for (a range never runs past the object's size, checked by callers). */
+      let expected = length
       if (range !== undefined) {
         const offset = served?.start ?? 0
         if (offset > range[0]) {
@@ -244,6 +251,18 @@ export const make = (shape: S3ClientShape, instrument: Instrument, options: OpsO
         }
         skip = range[0] - offset
         keep = range[1] - range[0]
+        expected = keep
+        if (served !== undefined && served.total < range[1]) {
+          // The object is shorter than the range the caller resolved against its size: it changed meanwhile.
+          return Effect.fail(new ObjectStoreError({
+            reason: "Conflict",
+            backend: BACKEND,
+            method: "GetObject",
+            description: `GetObject ${target}: the object has ${served.total} bytes now, less than the range bytes=${range[0]}-${
+              range[1] - 1
+            } asked for`
+          }))
+        }
       }
       let received = 0
       const body = out.Body === undefined || keep === 0
@@ -256,7 +275,24 @@ export const make = (shape: S3ClientShape, instrument: Instrument, options: OpsO
           }),
           Stream.ensuring(Effect.suspend(() => countBytes(S3Metrics.bytesIn, received)))
         )
-      return Effect.succeed<Opened>({ info: infoOf(out, size), length: Math.min(keep, length), body })
+      // Checked once the body ends: Node ends a body whose framing says it is complete, even when
+      // a proxy cut it to a shorter Content-Length than the range needs.
+      const checked = expected === 0 ? body : Stream.concat(
+        body,
+        Stream.execute(Effect.suspend(() =>
+          received >= expected ? Effect.void : Effect.fail(
+            new ObjectStoreError({
+              reason: "Corrupted",
+              backend: BACKEND,
+              method: "GetObject",
+              description: `GetObject ${target}: the response body ended after ${received} of the ${expected} bytes ${
+                range === undefined ? "of the object" : `in bytes=${range[0]}-${range[1] - 1}`
+              }`
+            })
+          )
+        ))
+      )
+      return Effect.succeed<Opened>({ info: infoOf(out, size), length: expected, body: checked })
     }))
 
   const conditional = (ifNoneMatch: boolean) => (ifNoneMatch && settings.conditionalWrites ? { IfNoneMatch: "*" } : {})

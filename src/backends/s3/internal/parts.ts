@@ -7,12 +7,17 @@
  * its parts grow: the budget is split into ten stages and the part size
  * doubles from one stage to the next. With the default 8 MiB and 10,000
  * parts, the first 1,000 parts (8 GiB) use the configured size, so memory
- * stays at partSize × (concurrency + 1) for any ordinary object, and the ten
- * stages together hold 1,000 × 8 MiB × (2^10 − 1) ≈ 8 TiB, more than S3's
- * 5 TiB object limit. Memory grows with the part size only for such giant
- * streams. With `equalParts` (services that require equal parts, such as
- * Cloudflare R2) the size never grows and the stream may hold at most
- * partSize × maxParts bytes.
+ * stays at partSize × max(2, concurrency) for any ordinary object.
+ *
+ * Growth stops at `maxPartSize` (default 64 MiB): a part is held in memory
+ * until S3 answers it, so uncapped doubling (up to S3's 5 GiB parts) made the
+ * memory of a long stream unbounded in practice. The price is the largest
+ * object: with the defaults 1,000 × (8 + 16 + 32) MiB + 7,000 × 64 MiB ≈
+ * 492 GiB of unknown length, 10,000 × 64 MiB = 625 GiB declared; a longer
+ * stream fails with InvalidInput (raise maxPartSize, up to 5 GiB, to store
+ * more at that memory cost). With `equalParts` (services that require equal
+ * parts, such as Cloudflare R2) the size never grows and the stream may hold
+ * at most partSize × maxParts bytes.
  */
 import { MAX_PART_SIZE } from "../S3Config.js"
 
@@ -28,6 +33,8 @@ export interface PartPlan {
 /** Inputs of `plan`. */
 export interface PlanOptions {
   readonly partSize: number
+  /** Largest part (growth and a declared size's split stop there); at least partSize. */
+  readonly maxPartSize: number
   readonly maxParts: number
   readonly equalParts: boolean
   /** Total length when known in advance. */
@@ -40,15 +47,16 @@ export const STAGES = 10
 /** Plans part sizes for one upload (see the module comment for the reasoning). */
 export const plan = (options: PlanOptions): PartPlan => {
   const { equalParts, maxParts, partSize } = options
+  const largest = Math.min(MAX_PART_SIZE, Math.max(partSize, options.maxPartSize))
   if (options.size !== undefined) {
-    // Known length: one size for every part, the smallest that fits the budget.
-    const size = Math.min(MAX_PART_SIZE, Math.max(partSize, Math.ceil(options.size / maxParts)))
+    // Known length: one size for every part, the smallest that fits the budget (capacity below the size: refused by the caller).
+    const size = Math.min(largest, Math.max(partSize, Math.ceil(options.size / maxParts)))
     return { sizeOf: () => size, maxParts, capacity: size * maxParts }
   }
   if (equalParts) return { sizeOf: () => partSize, maxParts, capacity: partSize * maxParts }
   const stage = Math.max(1, Math.ceil(maxParts / STAGES))
   const sizeOf = (partNumber: number) =>
-    Math.min(MAX_PART_SIZE, partSize * 2 ** Math.min(STAGES - 1, Math.floor((partNumber - 1) / stage)))
+    Math.min(largest, partSize * 2 ** Math.min(STAGES - 1, Math.floor((partNumber - 1) / stage)))
   let capacity = 0
   for (let s = 0; s * stage < maxParts; s++) {
     capacity += sizeOf(s * stage + 1) * Math.min(stage, maxParts - s * stage)

@@ -4,8 +4,12 @@
  * in flight. A part holds memory from its first byte until S3 has answered
  * it, and writing waits before it starts a new part while `concurrency` parts
  * (two when that is one, so the next part still fills meanwhile) are held:
- * the parts take at most partSize × max(2, concurrency), whatever the object
- * size.
+ * the parts take at most maxPartSize × max(2, concurrency), whatever the
+ * object size (partSize × max(2, concurrency) for the first 1,000 parts of a
+ * stream of unknown length; see parts.ts for how parts grow). A stream longer
+ * than the plan can hold (about maxParts × maxPartSize) fails with
+ * InvalidInput: at its first byte beyond it, or at `start` when its declared
+ * size is already too long.
  *
  * The first part is gathered by reference to the incoming chunks (small ones
  * are copied together): a put within one part costs no copy of its own, and
@@ -138,10 +142,16 @@ const invalid = (method: string, description: string) =>
   new ObjectStoreError({ reason: "InvalidInput", backend: BACKEND, method, description })
 
 /** Starts an upload in the current scope (closing it without `finish` aborts any multipart upload). */
-export const start = (ops: Ops, options: UploadOptions): Effect.Effect<Upload, never, Scope.Scope> =>
+export const start = (ops: Ops, options: UploadOptions): Effect.Effect<Upload, ObjectStoreError, Scope.Scope> =>
   Effect.gen(function*() {
-    const { concurrency, equalParts, maxParts, partSize } = ops.settings
-    const parts = plan({ partSize, maxParts, equalParts, size: options.size })
+    const { concurrency, equalParts, maxPartSize, maxParts, partSize } = ops.settings
+    const parts = plan({ partSize, maxPartSize, maxParts, equalParts, size: options.size })
+    if (options.size !== undefined && options.size > parts.capacity) {
+      return yield* invalid(
+        "put",
+        `the declared size ${options.size} is more than ${parts.maxParts} parts of at most ${maxPartSize} bytes can hold; raise maxPartSize (GRAVITON_S3_MAX_PART_SIZE)`
+      )
+    }
     const multipart = yield* session(ops, options.key, options.target, options.headers)
     // Made after the session, so closed before it: part requests stop before the abort is sent.
     const inFlight = yield* FiberSet.make<void, never>()
@@ -316,7 +326,7 @@ export const start = (ops: Ops, options: UploadOptions): Effect.Effect<Upload, n
               if (partNumber > parts.maxParts) {
                 return Effect.fail(invalid(
                   "put",
-                  `the stream is longer than ${parts.capacity} bytes (${parts.maxParts} parts); raise partSize or declare the size`
+                  `the stream is longer than ${parts.capacity} bytes (${parts.maxParts} parts of at most ${maxPartSize} bytes); raise maxPartSize (GRAVITON_S3_MAX_PART_SIZE) or declare the size`
                 ))
               }
               if (!claimed) return Effect.flatMap(claim, loop)
