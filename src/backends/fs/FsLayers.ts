@@ -24,7 +24,7 @@ export type Options = FsObjectStore.FsObjectStoreOptions
 /** Every service `live` provides. */
 export type Services = MutableObjectStore | ImmutableObjectStore | FileSystem.FileSystem
 
-/** Options from the environment: GRAVITON_FS_ROOT (required), GRAVITON_FS_SCHEME, GRAVITON_FS_FSYNC. */
+/** Options from the environment: GRAVITON_FS_ROOT (required), GRAVITON_FS_SCHEME, GRAVITON_FS_FSYNC, GRAVITON_FS_PERMISSIONS. */
 export const config: Config.Config<Options> = FsObjectStore.config
 
 /** Both object-store ports under `options.root`, and the FileSystem they use. */

@@ -25,8 +25,6 @@
  * order of the path. Listed stats carry size, etag and lastModified but not
  * contentType/metadata (like S3's ListObjects); `head` has them all.
  */
-import * as FileSystem from "@effect/platform/FileSystem"
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
@@ -55,8 +53,9 @@ import { ObjectCopied, ObjectDeleted, ObjectWritten, UploadAborted } from "../..
 import { ImmutableObjectStore, MutableObjectStore, type MutableObjectStoreShape, writeThroughPut } from "../../ports/ObjectStore.js"
 import type { ObjectStoreCapabilities } from "../../ports/ObjectStoreCapabilities.js"
 import * as Instrument from "../../kit/Instrument.js"
+import * as Confined from "./confined.js"
 import { BACKEND, errnoCode, fromFileSystem, fsError, isMissing } from "./errors.js"
-import { objectPath, writeBehind, writeGathered } from "./files.js"
+import { writeBehind, writeGathered } from "./files.js"
 
 /** Options of the filesystem object store. */
 export interface FsObjectStoreOptions {
@@ -66,6 +65,12 @@ export interface FsObjectStoreOptions {
   readonly scheme?: string | undefined
   /** fsync each object before it becomes visible (durability over speed). Default false. */
   readonly fsync?: boolean | undefined
+  /**
+   * Modes of what the store creates: "private" (default: directories 0700, files 0600, as restic's
+   * repositories), "shared" (0755 / 0644), or explicit `{ file, directory }`. The umask still applies;
+   * what already exists keeps its mode.
+   */
+  readonly permissions?: Confined.Permissions | undefined
 }
 
 /**
@@ -118,39 +123,45 @@ const decodeMeta = Schema.decodeUnknownEither(Schema.parseJson(Meta))
 interface Target {
   readonly locator: BlobLocator.BlobLocator
   readonly key: string
-  readonly bucketDir: string
-  readonly file: string
-  readonly metaBucketDir: string
-  readonly metaFile: string
+  /** The directories from the bucket down to the file's parent (the same under root and under the metadata tree). */
+  readonly dirs: ReadonlyArray<string>
+  /** The file's own name. */
+  readonly name: string
+}
+
+/** Where a file is: an open directory and a name in it. */
+interface Place {
+  readonly dir: Confined.Dir
+  readonly name: string
 }
 
 const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
 
 const invalid = (method: string) => (e: InvalidValue) => toPortError(ObjectStoreError, BACKEND, method)(e)
 
-/** Builds a filesystem object store over `options.root` (creating it and the store's directories). */
+const closeHandle = (h: NFS.promises.FileHandle) => Effect.promise(() => h.close().catch(() => undefined))
+
+/**
+ * Builds a filesystem object store over `options.root` (creating it and the store's directories);
+ * the root and the store's own directories stay open for the scope.
+ */
 export const make = (
   options: FsObjectStoreOptions
-): Effect.Effect<MutableObjectStoreShape, ObjectStoreError, FileSystem.FileSystem> =>
+): Effect.Effect<MutableObjectStoreShape, ObjectStoreError, Scope.Scope> =>
   Effect.gen(function*() {
-    const fs = yield* FileSystem.FileSystem
     const instrument = yield* Instrument.make(BACKEND, "ObjectStore")
     const scheme = options.scheme ?? "file"
     const fsync = options.fsync ?? false
     if (Either.isLeft(BlobLocator.make(scheme, "bucket", "path"))) {
       return yield* fsError("make", "InvalidInput", `invalid scheme ${JSON.stringify(scheme)}`)
     }
-    const init = fromFileSystem("make", `preparing root ${options.root}`)
-    yield* fs.makeDirectory(options.root, { recursive: true }).pipe(Effect.mapError(init))
-    // Everything below works on the real path, so containment is a prefix test.
-    const root = yield* fs.realPath(Path.resolve(options.root)).pipe(Effect.mapError(init))
-    const tmpDir = Path.join(root, RESERVED, "tmp")
-    const metaDir = Path.join(root, RESERVED, "meta")
-    yield* fs.makeDirectory(tmpDir, { recursive: true }).pipe(Effect.mapError(init))
-    yield* fs.makeDirectory(metaDir, { recursive: true }).pipe(Effect.mapError(init))
-    yield* sweepStaleTemps(fs, tmpDir)
-
-    const inside = (p: string) => p.startsWith(root + Path.sep)
+    const modes = Confined.modesOf(options.permissions)
+    // Every path below goes through the root's descriptor (see confined.ts).
+    const root = yield* Confined.openRoot("make", options.root, modes)
+    const base = root.dir
+    const tmpDir = yield* Confined.openScoped("make", root, base, [RESERVED, "tmp"], true)
+    const metaDir = yield* Confined.openScoped("make", root, base, [RESERVED, "meta"], true)
+    yield* sweepStaleTemps(tmpDir)
 
     const target = (method: string, l: BlobLocator.BlobLocator): Effect.Effect<Target, ObjectStoreError> => {
       if (typeof l !== "object" || l === null) return Effect.fail(fsError(method, "InvalidInput", "the locator is missing"))
@@ -170,63 +181,45 @@ export const make = (
       if (tooLong !== undefined) {
         return Effect.fail(fsError(method, "InvalidInput", `${key}: a path segment is longer than ${NAME_MAX} bytes`))
       }
-      const bucketDir = Path.join(root, locator.bucket)
-      const metaBucketDir = Path.join(metaDir, locator.bucket)
-      const file = objectPath(root, locator.bucket, locator.path)
-      const metaFile = Path.join(metaBucketDir, ...segments)
-      // The parser already forbids `..`; this is the belt to its braces.
-      if (!inside(file) || !file.startsWith(bucketDir + Path.sep)) {
+      // The parser already forbids `..`, `.` and empty segments; a separator inside one would be a walk of its own.
+      if ([locator.bucket, ...segments].some((s) => s.includes(Path.sep) || s.includes("\0"))) {
         return Effect.fail(fsError(method, "InvalidInput", `${key} resolves outside the store's root`))
       }
-      return Effect.succeed({ locator, key, bucketDir, file, metaBucketDir, metaFile })
+      return Effect.succeed({ locator, key, dirs: [locator.bucket, ...segments.slice(0, -1)], name: segments[segments.length - 1]! })
     }
-
-    /**
-     * The real path of `p`, failing when a symbolic link leads outside root. The promise API's
-     * realpath is one realpath(3) call; the callback one (behind FileSystem.realPath) walks the
-     * path with one lstat per component, each queued behind the thread pool's writes.
-     */
-    const guard = (method: string, p: string) =>
-      Effect.tryPromise({ try: () => NFS.promises.realpath(p), catch: fromFileSystem(method) }).pipe(
-        Effect.filterOrFail(
-          (real) => real === p || inside(real),
-          () => fsError(method, "PermissionDenied", "a symbolic link leads outside the store's root")
-        )
-      )
 
     /** The object's metadata file, None when it has none. */
     const findMeta = (method: string, t: Target): Effect.Effect<Option.Option<Meta>, ObjectStoreError> =>
-      fs.readFileString(t.metaFile).pipe(
-        Effect.flatMap((text) =>
-          Either.mapLeft(decodeMeta(text), () => fsError(method, "Corrupted", `unreadable metadata for ${t.key}`))
-        ),
-        Effect.map(Option.some),
-        Effect.catchIf(isMissing, () => Effect.succeed(Option.none<Meta>())),
-        Effect.mapError(fromFileSystem(method, t.key))
-      )
+      Confined.withDir(method, root, metaDir, t.dirs, false, (chain) =>
+        Effect.acquireUseRelease(
+          Effect.tryPromise({
+            try: () => NFS.promises.open(Confined.last(chain).at(t.name), NFS.constants.O_RDONLY | Confined.NOFOLLOW),
+            catch: Confined.refuseLink(method, `metadata of ${t.key}`)
+          }),
+          (h) => Effect.tryPromise({ try: () => h.readFile("utf8"), catch: fromFileSystem(method, t.key) }),
+          closeHandle
+        )).pipe(
+          Effect.flatMap((text) =>
+            Either.mapLeft(decodeMeta(text), () => fsError(method, "Corrupted", `unreadable metadata for ${t.key}`))
+          ),
+          Effect.map(Option.some),
+          Effect.catchIf((e) => isMissing(e.cause), () => Effect.succeed(Option.none<Meta>()))
+        )
 
     const readMeta = (method: string, t: Target): Effect.Effect<Meta, ObjectStoreError> =>
       Effect.map(findMeta(method, t), Option.getOrElse((): Meta => ({})))
 
-    const toStat = (locator: BlobLocator.BlobLocator, info: FileSystem.File.Info, meta: Meta): ObjectStat => ({
-      locator,
-      size: Number(info.size),
-      etag: Option.map(
-        Option.all([info.ino, info.mtime]),
-        ([ino, mtime]) => `${ino.toString(36)}-${mtime.getTime().toString(36)}-${Number(info.size).toString(36)}`
-      ),
-      lastModified: info.mtime,
-      contentType: Option.fromNullable(meta.contentType),
-      metadata: { ...meta.metadata }
-    })
-
-    /** Stat of the object's file; None when there is no regular file there. */
-    const statObject = (method: string, t: Target) =>
-      guard(method, t.file).pipe(
-        Effect.flatMap((real) => Effect.mapError(fs.stat(real), fromFileSystem(method, t.key))),
-        Effect.map((info) => (info.type === "File" ? Option.some(info) : Option.none())),
-        Effect.catchIf((e) => isMissing(e.cause), () => Effect.succeed(Option.none<FileSystem.File.Info>()))
-      )
+    /** Stat of the object's file (never through a link); None when there is no regular file there. */
+    const statObject = (method: string, t: Target): Effect.Effect<Option.Option<NFS.Stats>, ObjectStoreError> =>
+      Confined.withDir(method, root, base, t.dirs, false, (chain) =>
+        Effect.tryPromise({ try: () => NFS.promises.lstat(Confined.last(chain).at(t.name)), catch: fromFileSystem(method, t.key) })).pipe(
+          Effect.flatMap((st) =>
+            st.isSymbolicLink()
+              ? Effect.fail(Confined.linkRefused(method, t.key))
+              : Effect.succeed(st.isFile() ? Option.some(st) : Option.none())
+          ),
+          Effect.catchIf((e) => isMissing(e.cause), () => Effect.succeed(Option.none<NFS.Stats>()))
+        )
 
     const head: MutableObjectStoreShape["head"] = (locator) =>
       Effect.gen(function*() {
@@ -244,20 +237,20 @@ export const make = (
         Effect.gen(function*() {
           const t = yield* target("get", locator)
           const notFound = () => fsError("get", "NotFound", `no object at ${t.key}`)
-          const real = yield* guard("get", t.file).pipe(
-            Effect.catchIf((e) => isMissing(e.cause), () => Effect.fail(notFound()))
-          )
           // Opened first, then measured: a concurrent overwrite renames a new
           // file into place, and this descriptor keeps reading the old one.
-          const file = yield* fs.open(real, { flag: "r" }).pipe(
-            Effect.mapError(fromFileSystem("get", t.key)),
-            Effect.catchIf((e) => isMissing(e.cause), () => Effect.fail(notFound()))
-          )
-          const info = yield* Effect.mapError(file.stat, fromFileSystem("get", t.key))
-          if (info.type !== "File") return yield* notFound()
-          const size = Number(info.size)
+          const file = yield* Effect.acquireRelease(
+            Confined.withDir("get", root, base, t.dirs, false, (chain) =>
+              Effect.tryPromise({
+                try: () => NFS.promises.open(Confined.last(chain).at(t.name), NFS.constants.O_RDONLY | Confined.NOFOLLOW),
+                catch: Confined.refuseLink("get", t.key)
+              })),
+            closeHandle
+          ).pipe(Effect.catchIf((e) => isMissing(e.cause), () => Effect.fail(notFound())))
+          const info = yield* Effect.tryPromise({ try: () => file.stat(), catch: fromFileSystem("get", t.key) })
+          if (!info.isFile()) return yield* notFound()
+          const size = info.size
           const [start, end] = yield* Either.mapLeft(resolveRange(range, size), invalid("get"))
-          if (start > 0) yield* file.seek(start, "start")
           // Chunks are lent (see Lending): a consumer that writes them out gives each back for the next read,
           // of this stream or a later one (a chunked blob reads one object per block).
           const pool = end - start >= SHARED_READ_MIN ? readPool : new Lending.Pool(Math.max(1, end - start))
@@ -265,10 +258,8 @@ export const make = (
             if (left <= 0) return Effect.succeed(Option.none())
             const buffer = pool.take()
             const want = Math.min(buffer.length, left)
-            return file.read(want === buffer.length ? buffer : buffer.subarray(0, want)).pipe(
-              Effect.mapError(fromFileSystem("get", t.key)),
-              Effect.flatMap((size) => {
-                const n = Number(size)
+            return Effect.tryPromise({ try: () => file.read(buffer, 0, want, end - left), catch: fromFileSystem("get", t.key) }).pipe(
+              Effect.flatMap(({ bytesRead: n }) => {
                 if (n === 0) {
                   pool.restore(buffer)
                   return Effect.fail(fsError("get", "Corrupted", `${t.key} ended ${left} bytes early (changed in place?)`))
@@ -278,61 +269,37 @@ export const make = (
               })
             )
           }).pipe(
-                // Two reads ahead of the consumer, so the disk works while the caller hashes or sends.
-                Stream.buffer({ capacity: READ_AHEAD })
-              )
+            // Two reads ahead of the consumer, so the disk works while the caller hashes or sends.
+            Stream.buffer({ capacity: READ_AHEAD })
+          )
         })
       ).pipe(instrument.observeStream("get"))
 
     /**
-     * Renames `from` onto `to`, creating `to`'s parents; retried when a concurrent delete prunes them meanwhile.
-     * `createOnly` links instead, which fails with AlreadyExists when `to` is taken (the temp name is removed later).
+     * Renames `from` to `to` (under `toBase`), creating `to`'s parents; retried when a concurrent
+     * delete prunes them meanwhile. `createOnly` links instead, which fails with AlreadyExists when
+     * `to` is taken (the temp name is removed later).
      */
-    const place = (method: string, from: string, to: string, what: string, createOnly = false) => {
+    const place = (method: string, from: Place, toBase: Confined.Dir, to: Target, what: string, createOnly = false) => {
       const attempt = (left: number): Effect.Effect<void, ObjectStoreError> =>
-        Effect.gen(function*() {
-          const parent = Path.dirname(to)
-          yield* fs.makeDirectory(parent, { recursive: true }).pipe(
-            Effect.mapError((e) =>
-              // mkdir -p meets a file where a directory should be: that file is another object.
-              errnoCode(e) === "EEXIST" || errnoCode(e) === "ENOTDIR"
-                ? new ObjectStoreError({
-                  reason: "Conflict",
-                  backend: BACKEND,
-                  method,
-                  description: `${what}: a parent of this path is itself an object`,
-                  cause: e
-                })
-                : fromFileSystem(method, what)(e)
+        Confined.withDir(method, root, toBase, to.dirs, true, (chain) => {
+          const dir = Confined.last(chain)
+          return createOnly
+            ? Effect.tryPromise({ try: () => NFS.promises.link(from.dir.at(from.name), dir.at(to.name)), catch: fromFileSystem(method, what) }).pipe(
+              Effect.catchIf((e) => errnoCode(e.cause) === "EEXIST", (e) => taken(method, { dir, name: to.name }, what, e))
             )
-          )
-          yield* guard(method, parent)
-          yield* createOnly
-            ? Effect.tryPromise({ try: () => NFS.promises.link(from, to), catch: fromFileSystem(method, what) }).pipe(
-              Effect.catchIf((e) => errnoCode(e.cause) === "EEXIST", (e) => taken(method, to, what, e))
-            )
-            : fs.rename(from, to).pipe(Effect.mapError(fromFileSystem(method, what)))
+            : Effect.tryPromise({ try: () => NFS.promises.rename(from.dir.at(from.name), dir.at(to.name)), catch: fromFileSystem(method, what) })
         }).pipe(
-          Effect.catchIf(
-            (e) => left > 1 && e.reason !== "AlreadyExists" && (errnoCode(e.cause) === "ENOENT" || errnoCode(e.cause) === "EEXIST"),
-            (e) =>
-              errnoCode(e.cause) === "ENOENT"
-                ? attempt(left - 1)
-                // mkdir -p saw the directory, then a concurrent prune removed it before mkdir could check
-                // it (Node then reports EEXIST): only a file in the way is a real conflict.
-                : Effect.flatMap(
-                  Effect.promise(() => NFS.promises.stat(Path.dirname(to)).then((st) => st.isFile(), () => false)),
-                  (isFile) => (isFile ? Effect.fail(e) : attempt(left - 1))
-                )
-          )
+          // A directory of the path was pruned by a concurrent delete between the walk and the rename.
+          Effect.catchIf((e) => left > 1 && errnoCode(e.cause) === "ENOENT", () => attempt(left - 1))
         )
       return attempt(PLACE_ATTEMPTS)
     }
 
     /** A create-only put found `to` taken: by an object (AlreadyExists) or by the directory of others (Conflict). */
-    const taken = (method: string, to: string, what: string, e: ObjectStoreError) =>
+    const taken = (method: string, to: Place, what: string, e: ObjectStoreError) =>
       Effect.flatMap(
-        Effect.promise(() => NFS.promises.lstat(to).then((st) => st.isDirectory(), () => false)),
+        Effect.promise(() => NFS.promises.lstat(to.dir.at(to.name)).then((st) => st.isDirectory(), () => false)),
         (isDirectory) =>
           Effect.fail(
             new ObjectStoreError({
@@ -346,21 +313,35 @@ export const make = (
       )
 
     /** Removes a file, succeeding when it is absent (or is a directory, i.e. not an object). */
-    const removeFile = (method: string, p: string, what: string) =>
-      Effect.tryPromise({ try: () => unlinkFile(p), catch: fromFileSystem(method, what) })
+    const removeFile = (method: string, at: Place, what: string) =>
+      Effect.tryPromise({ try: () => unlinkFile(at.dir.at(at.name)), catch: fromFileSystem(method, what) })
 
-    /** Removes the now-empty directories between `from` and `stop` (exclusive); stops at the first non-empty one. */
-    const prune = (from: string, stop: string): Effect.Effect<void> =>
-      from === stop || !from.startsWith(stop + Path.sep)
-        ? Effect.void
-        : Effect.tryPromise(() => NFS.promises.rmdir(from)).pipe(
-          Effect.matchEffect({ onFailure: () => Effect.void, onSuccess: () => prune(Path.dirname(from), stop) })
-        )
+    const cleanup = (names: ReadonlyArray<string>) =>
+      Effect.forEach(names, (n) => Effect.promise(() => unlinkFile(tmpDir.at(n)).catch(() => undefined)), { discard: true })
 
-    const cleanup = (paths: ReadonlyArray<string>) =>
-      Effect.forEach(paths, (p) => Effect.promise(() => unlinkFile(p).catch(() => undefined)), { discard: true })
+    const tempName = (kind: string) => `${kind}-${randomUUID()}`
 
-    const tempPath = (kind: string) => Path.join(tmpDir, `${kind}-${randomUUID()}`)
+    /** Writes a small temp file (metadata) with the store's file mode. */
+    const writeTemp = (method: string, name: string, text: string) =>
+      Effect.acquireUseRelease(
+        Effect.tryPromise({ try: () => NFS.promises.open(tmpDir.at(name), "wx", modes.file), catch: fromFileSystem(method, "writing metadata") }),
+        (h) => Effect.tryPromise({ try: () => h.writeFile(text), catch: fromFileSystem(method, "writing metadata") }),
+        closeHandle
+      )
+
+    /**
+     * Makes `data` the object `t` and `meta` (None: no metadata) its metadata. The metadata tree is
+     * walked first, so a link planted there is refused before the bytes become visible.
+     */
+    const commit = (method: string, t: Target, data: Place, meta: Option.Option<Place>, createOnly: boolean, onPlaced: () => void = () => {}) =>
+      Confined.withOptionalDir(method, root, metaDir, t.dirs, false, (metaChain) =>
+        Effect.gen(function*() {
+          yield* place(method, data, base, t, t.key, createOnly)
+          onPlaced()
+          // Metadata follows the bytes; a reader in between sees the new bytes with the old metadata.
+          if (Option.isSome(meta)) yield* place(method, meta.value, metaDir, t, t.key)
+          else if (Option.isSome(metaChain)) yield* removeFile(method, { dir: Confined.last(metaChain.value), name: t.name }, t.key)
+        }))
 
     const put: MutableObjectStoreShape["put"] = (locator, putOptions) =>
       Sink.unwrapScoped(
@@ -368,9 +349,9 @@ export const make = (
           const t = yield* target("put", locator)
           yield* checkOptions("put", putOptions)
           const scope = yield* Effect.scope
-          const dataTmp = tempPath("put")
+          const dataTmp = tempName("put")
           const meta = metaOf(putOptions)
-          const metaTmp = meta === undefined ? undefined : tempPath("meta")
+          const metaTmp = meta === undefined ? undefined : tempName("meta")
           let committed = false
           // Runs however the sink ends: after a commit the temp names are gone and removing them is a no-op.
           yield* Effect.addFinalizer((exit) =>
@@ -387,17 +368,14 @@ export const make = (
                 ))
             )
           )
-          if (metaTmp !== undefined) {
-            yield* fs.writeFileString(metaTmp, JSON.stringify(meta), { flag: "wx" }).pipe(
-              Effect.mapError(fromFileSystem("put", "writing metadata"))
-            )
-          }
+          if (metaTmp !== undefined) yield* writeTemp("put", metaTmp, JSON.stringify(meta))
           // Own scope, so the descriptor can be closed before the rename.
           const fileScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
-          const file = yield* fs.open(dataTmp, { flag: "wx" }).pipe(
-            Scope.extend(fileScope),
-            Effect.mapError(fromFileSystem("put", "creating a temp file"))
-          )
+          // "wx" is O_CREAT|O_EXCL: never follows a link, never shares a file.
+          const file = yield* Effect.acquireRelease(
+            Effect.tryPromise({ try: () => NFS.promises.open(tmpDir.at(dataTmp), "wx", modes.file), catch: fromFileSystem("put", "creating a temp file") }),
+            closeHandle
+          ).pipe(Scope.extend(fileScope))
           // Write-behind: one positioned write runs in the thread pool while the caller prepares
           // (hashes) the next chunk. Its failure surfaces at the next write or at the commit.
           const writer = writeBehind(file.fd, 0)
@@ -409,25 +387,24 @@ export const make = (
             declared !== undefined && writer.written() + bytes.length > declared
               ? Effect.fail(fsError("put", "InvalidInput", `declared ${declared} bytes but the stream has more`))
               : Effect.tryPromise({ try: () => writer.write(bytes), catch: fromFileSystem("put", t.key) })
-          const commit = Effect.gen(function*() {
+          const finish = Effect.gen(function*() {
             const written = writer.written()
             if (declared !== undefined && written !== declared) {
               return yield* fsError("put", "InvalidInput", `declared ${declared} bytes but the stream had ${written}`)
             }
             yield* drain
-            if (fsync) yield* Effect.mapError(file.sync, fromFileSystem("put", t.key))
-            const info = yield* Effect.mapError(file.stat, fromFileSystem("put", t.key))
+            if (fsync) yield* Effect.tryPromise({ try: () => file.sync(), catch: fromFileSystem("put", t.key) })
+            const info = yield* Effect.tryPromise({ try: () => file.stat(), catch: fromFileSystem("put", t.key) })
             yield* Scope.close(fileScope, Exit.void)
-            yield* place("put", dataTmp, t.file, t.key, putOptions?.ifAbsent === true)
-            committed = true
-            // Metadata follows the bytes; a reader in between sees the new bytes with the old metadata.
-            if (metaTmp !== undefined) yield* place("put", metaTmp, t.metaFile, t.key)
-            else yield* removeFile("put", t.metaFile, t.key)
+            const metaPlace = metaTmp === undefined ? Option.none<Place>() : Option.some({ dir: tmpDir, name: metaTmp })
+            yield* commit("put", t, { dir: tmpDir, name: dataTmp }, metaPlace, putOptions?.ifAbsent === true, () => {
+              committed = true
+            })
             yield* instrument.publish(new ObjectWritten({ backend: BACKEND, at: yield* now, locator: t.key, size: written }))
             return toStat(t.locator, info, meta ?? {})
           }).pipe(Effect.uninterruptible)
           return Sink.forEachChunk((chunks: Chunk.Chunk<Uint8Array>) => writeGathered(chunks, write)).pipe(
-            Sink.mapEffect(() => commit)
+            Sink.mapEffect(() => finish)
           )
         })
       ).pipe(instrument.observeSink("put"))
@@ -435,19 +412,19 @@ export const make = (
     const del: MutableObjectStoreShape["delete"] = (locator) =>
       Effect.gen(function*() {
         const t = yield* target("delete", locator)
-        // Only the parent is resolved: a symbolic link at the path itself is removed, not followed.
-        const parent = yield* guard("delete", Path.dirname(t.file)).pipe(
-          Effect.map(Option.some),
-          Effect.catchIf((e) => isMissing(e.cause), () => Effect.succeed(Option.none<string>()))
-        )
-        if (Option.isSome(parent)) {
-          yield* Effect.uninterruptible(Effect.zipRight(
-            removeFile("delete", Path.join(parent.value, Path.basename(t.file)), t.key),
-            removeFile("delete", t.metaFile, t.key)
-          ))
-          yield* prune(Path.dirname(t.file), t.bucketDir)
-          yield* prune(Path.dirname(t.metaFile), t.metaBucketDir)
-        }
+        // Both trees are walked before anything is removed: a link in either refuses the whole delete.
+        // A symbolic link at the path itself is removed, not followed (unlink acts on the link).
+        yield* Confined.withOptionalDir("delete", root, metaDir, t.dirs, false, (metaChain) =>
+          Confined.withOptionalDir("delete", root, base, t.dirs, false, (dataChain) =>
+            Effect.gen(function*() {
+              yield* Effect.uninterruptible(Effect.gen(function*() {
+                if (Option.isSome(dataChain)) yield* removeFile("delete", { dir: Confined.last(dataChain.value), name: t.name }, t.key)
+                if (Option.isSome(metaChain)) yield* removeFile("delete", { dir: Confined.last(metaChain.value), name: t.name }, t.key)
+              }))
+              // Emptied directories go, up to (not including) the bucket's.
+              if (Option.isSome(dataChain)) yield* Confined.prune(dataChain.value, 1)
+              if (Option.isSome(metaChain)) yield* Confined.prune(metaChain.value, 1)
+            })))
         yield* instrument.publish(new ObjectDeleted({ backend: BACKEND, at: yield* now, locator: t.key }))
       }).pipe(instrument.observeRetry("delete"))
 
@@ -461,31 +438,45 @@ export const make = (
         return { from, to, info: info.value }
       })
 
+    /** Copies the object `from` into the temp file `name` (created with the store's mode), never through a link. */
+    const copyToTemp = (from: Target, name: string) =>
+      Confined.withDir("copy", root, base, from.dirs, false, (chain) => {
+        const source = Confined.last(chain).at(from.name)
+        return Effect.acquireUseRelease(
+          Effect.tryPromise({ try: () => NFS.promises.open(source, NFS.constants.O_RDONLY | Confined.NOFOLLOW), catch: Confined.refuseLink("copy", from.key) }),
+          // In the kernel from the descriptor just opened (its /proc magic link); the fallback names the path again.
+          // COPYFILE_EXCL: the temp name is created, never followed.
+          (h) =>
+            Effect.tryPromise({
+              try: () => NFS.promises.copyFile(root.racefree ? `/proc/self/fd/${h.fd}` : source, tmpDir.at(name), NFS.constants.COPYFILE_EXCL),
+              catch: fromFileSystem("copy", from.key)
+            }),
+          closeHandle
+        )
+      }).pipe(
+        Effect.catchIf((e) => isMissing(e.cause), () => fsError("copy", "NotFound", `no object at ${from.key}`)),
+        // copyFile gives the copy its source's mode: set the store's, through a descriptor (chmod would follow a link).
+        Effect.zipRight(Effect.acquireUseRelease(
+          Effect.tryPromise({ try: () => NFS.promises.open(tmpDir.at(name), NFS.constants.O_RDONLY | Confined.NOFOLLOW), catch: Confined.refuseLink("copy", "the copy") }),
+          (h) => Effect.tryPromise({ try: () => h.chmod(modes.file).then(() => h.stat()), catch: fromFileSystem("copy", "the copy") }),
+          closeHandle
+        ))
+      )
+
     const copy: MutableObjectStoreShape["copy"] = (source, destination) =>
       Effect.scoped(Effect.gen(function*() {
         const { from, info: sourceInfo, to } = yield* endpoints("copy", source, destination)
         const meta = yield* readMeta("copy", from)
         if (from.key === to.key) return toStat(to.locator, sourceInfo, meta)
-        const dataTmp = tempPath("copy")
-        const metaTmp = tempPath("meta")
+        const dataTmp = tempName("copy")
+        const metaTmp = tempName("meta")
         yield* Effect.addFinalizer(() => cleanup([dataTmp, metaTmp]))
-        const real = yield* guard("copy", from.file)
-        yield* fs.copyFile(real, dataTmp).pipe(
-          Effect.mapError(fromFileSystem("copy", from.key)),
-          Effect.catchIf((e) => isMissing(e.cause), () => fsError("copy", "NotFound", `no object at ${from.key}`))
-        )
+        const info = yield* copyToTemp(from, dataTmp)
         const hasMeta = meta.contentType !== undefined || meta.metadata !== undefined
-        if (hasMeta) {
-          yield* fs.writeFileString(metaTmp, JSON.stringify(meta), { flag: "wx" }).pipe(
-            Effect.mapError(fromFileSystem("copy", "writing metadata"))
-          )
-        }
-        const info = yield* Effect.mapError(fs.stat(dataTmp), fromFileSystem("copy", to.key))
-        yield* Effect.uninterruptible(Effect.gen(function*() {
-          yield* place("copy", dataTmp, to.file, to.key)
-          if (hasMeta) yield* place("copy", metaTmp, to.metaFile, to.key)
-          else yield* removeFile("copy", to.metaFile, to.key)
-        }))
+        if (hasMeta) yield* writeTemp("copy", metaTmp, JSON.stringify(meta))
+        yield* Effect.uninterruptible(
+          commit("copy", to, { dir: tmpDir, name: dataTmp }, hasMeta ? Option.some({ dir: tmpDir, name: metaTmp }) : Option.none(), false)
+        )
         yield* instrument.publish(
           new ObjectCopied({ backend: BACKEND, at: yield* now, source: from.key, destination: to.key, moved: false })
         )
@@ -498,94 +489,78 @@ export const make = (
         const found = yield* findMeta("move", from)
         const meta = Option.getOrElse(found, (): Meta => ({}))
         if (from.key === to.key) return toStat(to.locator, info, meta)
-        yield* Effect.uninterruptible(Effect.gen(function*() {
-          yield* place("move", from.file, to.file, from.key).pipe(
-            Effect.catchIf(
-              (e) => e.reason === "NotFound",
-              () => fsError("move", "NotFound", `no object at ${from.key}`)
+        yield* Confined.withDir("move", root, base, from.dirs, false, (dataChain) =>
+          Confined.withOptionalDir("move", root, metaDir, from.dirs, false, (metaChain) =>
+            Effect.gen(function*() {
+              // Metadata moves with the bytes; none at the source means none at the destination.
+              // (Most objects have none: the common move then costs no metadata rename or prune.)
+              const metaSource = Option.isSome(found) && Option.isSome(metaChain)
+                ? Option.some({ dir: Confined.last(metaChain.value), name: from.name })
+                : Option.none<Place>()
+              yield* Effect.uninterruptible(commit("move", to, { dir: Confined.last(dataChain), name: from.name }, metaSource, false))
+              yield* Confined.prune(dataChain, 1)
+              if (Option.isSome(metaSource) && Option.isSome(metaChain)) yield* Confined.prune(metaChain.value, 1)
+            }))).pipe(
+              Effect.catchIf((e) => e.reason === "NotFound", () => fsError("move", "NotFound", `no object at ${from.key}`))
             )
-          )
-          // Metadata moves with the bytes; none at the source means none at the destination.
-          // (Most objects have none: the common move then costs no metadata rename or prune.)
-          yield* Option.isNone(found)
-            ? removeFile("move", to.metaFile, to.key)
-            : place("move", from.metaFile, to.metaFile, to.key).pipe(
-              Effect.catchIf((e) => isMissing(e.cause), () => removeFile("move", to.metaFile, to.key))
-            )
-        }))
-        yield* prune(Path.dirname(from.file), from.bucketDir)
-        if (Option.isSome(found)) yield* prune(Path.dirname(from.metaFile), from.metaBucketDir)
         const at = new Date()
-        yield* instrument.publish(new ObjectWritten({ backend: BACKEND, at, locator: to.key, size: Number(info.size) }))
+        yield* instrument.publish(new ObjectWritten({ backend: BACKEND, at, locator: to.key, size: info.size }))
         yield* instrument.publish(
           new ObjectCopied({ backend: BACKEND, at, source: from.key, destination: to.key, moved: true })
         )
         return toStat(to.locator, info, meta)
       }).pipe(instrument.observe("move"))
 
-    /** Streams the objects under `dir` (whose path relative to the bucket is `rel`), in UTF-8 byte order. */
-    const walk = (
-      bucket: string,
-      dir: string,
-      rel: string,
-      namePrefix: string,
-      ancestors: ReadonlySet<string>
-    ): Stream.Stream<ObjectStat, ObjectStoreError> =>
+    /** Streams the objects in the open directory `dir` (whose path relative to the bucket is `rel`), in UTF-8 byte order. */
+    const walk = (bucket: string, dir: Confined.Dir, rel: string, namePrefix: string): Stream.Stream<ObjectStat, ObjectStoreError> =>
       Stream.unwrap(Effect.gen(function*() {
         const where = `${scheme}://${bucket}/${rel}`
-        const real = yield* guard("list", dir)
-        // A symbolic link back to an ancestor would make the walk endless.
-        if (ancestors.has(real)) return Stream.empty
         // node:fs directly: the platform's readDirectory does not say which entries are symbolic links.
         const dirents = yield* Effect.tryPromise({
-          try: () => NFS.promises.readdir(dir, { withFileTypes: true }),
+          try: () => NFS.promises.readdir(dir.at("."), { withFileTypes: true }),
           catch: fromFileSystem("list", where)
         })
         const entries = yield* Effect.forEach(
-          dirents.filter((d) => d.name.startsWith(namePrefix)),
-          (d) => {
-            const p = Path.join(dir, d.name)
-            // Only links need resolving; one leading outside root is not part of this store.
-            const checked = d.isSymbolicLink()
-              ? guard("list", p).pipe(Effect.as(true), Effect.catchIf((e) => e.reason === "PermissionDenied", () => Effect.succeed(false)))
-              : Effect.succeed(true)
-            return checked.pipe(
-              Effect.flatMap((ok) =>
-                ok
-                  ? Effect.map(Effect.mapError(fs.stat(p), fromFileSystem("list", `${where}${d.name}`)), (info) =>
-                    Option.some({ name: d.name, info }))
-                  : Effect.succeed(Option.none())
-              ),
+          // The store follows no symbolic link (see confined.ts): one is not part of this store.
+          dirents.filter((d) => d.name.startsWith(namePrefix) && !d.isSymbolicLink()),
+          (d) =>
+            Effect.tryPromise({ try: () => NFS.promises.lstat(dir.at(d.name)), catch: fromFileSystem("list", `${where}${d.name}`) }).pipe(
+              Effect.map((st) => Option.some({ name: d.name, st })),
               // Deleted since the directory was read: not part of the listing.
               Effect.catchIf((e) => isMissing(e.cause), () => Effect.succeed(Option.none()))
-            )
-          },
+            ),
           { concurrency: STAT_CONCURRENCY }
         )
         // A directory sorts as `name/`: every path under it starts that way,
         // which places it correctly among sibling files (`a-` < `a/…` < `a0`).
         const sorted = entries
-          .flatMap((e) => (Option.isSome(e) && (e.value.info.type === "File" || e.value.info.type === "Directory") ? [e.value] : []))
-          .map((e) => ({ ...e, sortKey: e.info.type === "Directory" ? `${e.name}/` : e.name }))
+          .flatMap((e) => (Option.isSome(e) && (e.value.st.isFile() || e.value.st.isDirectory()) ? [e.value] : []))
+          .map((e) => ({ ...e, sortKey: e.st.isDirectory() ? `${e.name}/` : e.name }))
           .sort((a, b) => KvKey.compare(a.sortKey, b.sortKey))
-        const inner = new Set(ancestors).add(real)
         return Stream.fromIterable(sorted).pipe(
           Stream.flatMap((e) => {
-            if (e.info.type === "Directory") return walk(bucket, Path.join(dir, e.name), `${rel}${e.name}/`, "", inner)
+            if (e.st.isDirectory()) {
+              return Stream.unwrapScoped(
+                Effect.map(Confined.openScoped("list", root, dir, [e.name], false), (child) => walk(bucket, child, `${rel}${e.name}/`, ""))
+              ).pipe(
+                // Gone meanwhile, or swapped for a link: nothing of this store under it.
+                Stream.catchAll((error) =>
+                  isMissing(error.cause) || (error.reason === "PermissionDenied" && error.cause === undefined) ? Stream.empty : Stream.fail(error)
+                )
+              )
+            }
             // Files this store could not have written (names no locator can hold) are not objects.
             const l = BlobLocator.make(scheme, bucket, rel + e.name)
-            return Either.isRight(l) ? Stream.succeed(toStat(l.right, e.info, {})) : Stream.empty
+            return Either.isRight(l) ? Stream.succeed(toStat(l.right, e.st, {})) : Stream.empty
           })
         )
       }).pipe(
         // The directory is gone (or is a file): nothing under it.
-        Effect.catchIf((e) => isMissing(e.cause), () => Effect.succeed(Stream.empty)),
-        // A directory reached through a link that leads outside root is not part of this store.
-        Effect.catchIf((e) => e.reason === "PermissionDenied" && rel !== "", () => Effect.succeed(Stream.empty))
+        Effect.catchIf((e) => isMissing(e.cause), () => Effect.succeed(Stream.empty))
       ))
 
     const list: MutableObjectStoreShape["list"] = (prefix) =>
-      Stream.unwrap(Effect.gen(function*() {
+      Stream.unwrapScoped(Effect.gen(function*() {
         if (typeof prefix !== "object" || prefix === null) {
           return yield* fsError("list", "InvalidInput", "the prefix is missing")
         }
@@ -597,10 +572,14 @@ export const make = (
         if (bucketProblem !== undefined) return yield* fsError("list", "InvalidInput", `${p.toString()}: ${bucketProblem}`)
         const cut = p.path.lastIndexOf("/") + 1
         const dirPart = p.path.slice(0, cut)
-        const bucketDir = Path.join(root, p.bucket)
-        const start = dirPart === "" ? bucketDir : Path.join(bucketDir, ...dirPart.slice(0, -1).split("/"))
-        if (!inside(start)) return yield* fsError("list", "InvalidInput", `${p.toString()} resolves outside the store's root`)
-        return walk(p.bucket, start, dirPart, p.path.slice(cut), new Set())
+        const segments = [p.bucket, ...(dirPart === "" ? [] : dirPart.slice(0, -1).split("/"))]
+        if (segments.some((s) => s.includes(Path.sep))) {
+          return yield* fsError("list", "InvalidInput", `${p.toString()} resolves outside the store's root`)
+        }
+        return yield* Confined.openScoped("list", root, base, segments, false).pipe(
+          Effect.map((start) => walk(p.bucket, start, dirPart, p.path.slice(cut))),
+          Effect.catchIf((e) => isMissing(e.cause), () => Effect.succeed(Stream.empty))
+        )
       })).pipe(instrument.observeStream("list"))
 
     // A file is written the same way whatever its source: temp file, then rename.
@@ -646,39 +625,42 @@ const unlinkFile = (p: string): Promise<void> =>
   })
 
 /** Removes temp files a crashed process left behind (untouched for a day; live puts keep theirs fresh). */
-const sweepStaleTemps = (fs: FileSystem.FileSystem, tmpDir: string) =>
-  fs.readDirectory(tmpDir).pipe(
-    Effect.flatMap((names) =>
-      Effect.forEach(names, (name) => {
-        const p = Path.join(tmpDir, name)
-        return fs.stat(p).pipe(
-          Effect.flatMap((info) =>
-            Option.match(info.mtime, {
-              onNone: () => Effect.void,
-              onSome: (mtime) => (Date.now() - mtime.getTime() > STALE_TEMP_MS ? fs.remove(p, { force: true }) : Effect.void)
-            })
-          ),
-          Effect.ignore
-        )
-      }, { discard: true })
-    ),
-    Effect.ignore
-  )
+const sweepStaleTemps = (tmpDir: Confined.Dir) =>
+  Effect.promise(async () => {
+    const names = await NFS.promises.readdir(tmpDir.at(".")).catch((): Array<string> => [])
+    for (const name of names) {
+      // lstat and unlink act on a link itself: nothing outside is followed.
+      const st = await NFS.promises.lstat(tmpDir.at(name)).catch(() => undefined)
+      if (st !== undefined && !st.isDirectory() && Date.now() - st.mtimeMs > STALE_TEMP_MS) {
+        await NFS.promises.unlink(tmpDir.at(name)).catch(() => undefined)
+      }
+    }
+  })
+
+/** The stat of an object from its file's. */
+const toStat = (locator: BlobLocator.BlobLocator, info: NFS.Stats, meta: Meta): ObjectStat => ({
+  locator,
+  size: info.size,
+  etag: Option.some(`${info.ino.toString(36)}-${info.mtime.getTime().toString(36)}-${info.size.toString(36)}`),
+  lastModified: Option.some(info.mtime),
+  contentType: Option.fromNullable(meta.contentType),
+  metadata: { ...meta.metadata }
+})
 
 const layerContext = (store: MutableObjectStoreShape) =>
   Context.make(MutableObjectStore, store).pipe(Context.add(ImmutableObjectStore, store))
 
 /**
- * Both object-store ports on the local disk under `options.root`, over
- * Node's FileSystem (directory listing and pruning call node:fs directly:
- * the platform has no typed readdir nor rmdir, so no other FileSystem fits).
+ * Both object-store ports on the local disk under `options.root`, on node:fs directly (every
+ * path goes through the root's descriptor, see confined.ts; the platform's FileSystem has no
+ * descriptor-relative calls, no O_NOFOLLOW, no typed readdir nor rmdir).
  */
 export const layer = (
   options: FsObjectStoreOptions
 ): Layer.Layer<MutableObjectStore | ImmutableObjectStore, ObjectStoreError> =>
-  Layer.provide(Layer.effectContext(Effect.map(make(options), layerContext)), NodeFileSystem.layer)
+  Layer.scopedContext(Effect.map(make(options), layerContext))
 
-/** Options from the environment: GRAVITON_FS_ROOT (required), GRAVITON_FS_SCHEME, GRAVITON_FS_FSYNC. */
+/** Options from the environment: GRAVITON_FS_ROOT (required), GRAVITON_FS_SCHEME, GRAVITON_FS_FSYNC, GRAVITON_FS_PERMISSIONS. */
 export const config: Config.Config<FsObjectStoreOptions> = Config.all({
   root: Config.string("GRAVITON_FS_ROOT").pipe(
     Config.withDescription("Directory under which the filesystem object store keeps its buckets")
@@ -690,6 +672,10 @@ export const config: Config.Config<FsObjectStoreOptions> = Config.all({
   fsync: Config.boolean("GRAVITON_FS_FSYNC").pipe(
     Config.withDefault(false),
     Config.withDescription("fsync every object before it becomes visible")
+  ),
+  permissions: Config.literal("private", "shared")("GRAVITON_FS_PERMISSIONS").pipe(
+    Config.withDefault("private" as const),
+    Config.withDescription("Modes of what the store creates: private (0700/0600, default) or shared (0755/0644)")
   )
 })
 

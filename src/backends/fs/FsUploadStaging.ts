@@ -22,8 +22,8 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
+import type * as Scope from "effect/Scope"
 import * as NFS from "node:fs"
-import * as Path from "node:path"
 import type * as BinaryKey from "../../core/BinaryKey.js"
 import * as BlobLocator from "../../core/BlobLocator.js"
 import { BlobError, type ObjectStoreError, toPortError } from "../../core/Errors.js"
@@ -33,8 +33,9 @@ import { BlobAssembly } from "../../ports/BlobAssembly.js"
 import { BlobStore } from "../../ports/BlobStore.js"
 import { MutableObjectStore, type MutableObjectStoreShape } from "../../ports/ObjectStore.js"
 import { UploadStaging } from "../../ports/UploadStaging.js"
+import * as Confined from "./confined.js"
 import { fromFileSystem, isMissing } from "./errors.js"
-import { objectPath, writeBehind, writeGathered } from "./files.js"
+import { writeBehind, writeGathered } from "./files.js"
 
 /** Backend name in errors raised here. */
 const BACKEND = "uploads"
@@ -50,8 +51,11 @@ export const DATA = "data"
 
 /** What the file staging works with. */
 interface Context {
-  /** Root directory of the fs object store `objects` (the file lives inside it, so adopting it is a rename). */
-  readonly root: string
+  /**
+   * Root of the fs object store `objects`, held open (the file lives inside it, so adopting it is a
+   * rename); every file of an upload is reached through it, never through a link (see confined.ts).
+   */
+  readonly root: Confined.Root
   readonly objects: MutableObjectStoreShape
   readonly blobs: BlobStore["Type"]
   /** When present, complete adopts the file instead of copying it (must use the same object store). */
@@ -78,24 +82,31 @@ const build = (options: Context): UploadStaging["Type"] => {
   const segmentSize = options.segmentSize ?? DEFAULT_SEGMENT_SIZE
   const fsync = options.fsync ?? false
 
-  /** The upload's data object and its file. */
+  const { root } = options
+
+  /** The upload's data object, and the directories from root to its file. */
   const dataOf = (method: string, id: string) =>
     Either.map(
       Either.mapLeft(BlobLocator.child(prefix, `${id}/${DATA}`), toPortError(BlobError, BACKEND, method)),
-      (locator) => ({ locator, file: objectPath(options.root, locator.bucket, locator.path), text: BlobLocator.render(locator) })
+      (locator) => ({ locator, dirs: [locator.bucket, ...locator.path.split("/").slice(0, -1)], text: BlobLocator.render(locator) })
     )
+
+  /** Opens the upload's file (`flags` plus O_NOFOLLOW) through directories opened without following links. */
+  const openData = (method: string, data: { readonly dirs: ReadonlyArray<string>; readonly text: string }, flags: string | number, create: boolean) =>
+    Confined.withDir(method, root, root.dir, data.dirs, create, (chain) =>
+      Effect.tryPromise({
+        try: () => NFS.promises.open(Confined.last(chain).at(DATA), flags, root.modes.file),
+        catch: Confined.refuseLink(method, data.text)
+      })).pipe(Effect.mapError(fromError(method, data.text)))
+
+  const closeHandle = (h: NFS.promises.FileHandle) => Effect.promise(() => h.close().catch(() => undefined))
 
   const begin: UploadStaging["Type"]["begin"] = (id) =>
     Effect.gen(function*() {
       const data = yield* dataOf("begin", id)
-      yield* Effect.tryPromise({
-        try: async () => {
-          await NFS.promises.mkdir(Path.dirname(data.file), { recursive: true })
-          // "wx": a fresh id never names an existing file; if it does, refuse rather than share it.
-          await (await NFS.promises.open(data.file, "wx")).close()
-        },
-        catch: fromError("begin", data.text)
-      })
+      // "wx" (O_CREAT|O_EXCL): a fresh id never names an existing file; if it does, refuse rather than share it.
+      const h = yield* openData("begin", data, "wx", true)
+      yield* closeHandle(h)
       return ""
     })
 
@@ -104,13 +115,12 @@ const build = (options: Context): UploadStaging["Type"] => {
       const data = yield* dataOf("write", id)
       const written = yield* Effect.acquireUseRelease(
         // Not created here: a missing file means the upload was aborted or completed meanwhile.
-        Effect.tryPromise({
-          try: () => NFS.promises.open(data.file, "r+"),
-          catch: (e) =>
-            isMissing(e)
-              ? fail("NotFound", "write", `the staged file of upload ${id} is gone (aborted, expired or completed)`)
-              : fromError("write", data.text)(e)
-        }),
+        openData("write", data, NFS.constants.O_RDWR | Confined.NOFOLLOW, false).pipe(
+          Effect.catchIf(
+            (e) => isMissing(e.cause),
+            () => Effect.fail(fail("NotFound", "write", `the staged file of upload ${id} is gone (aborted, expired or completed)`))
+          )
+        ),
         (handle) => {
           const writer = writeBehind(handle.fd, start)
           const write = (chunk: Uint8Array) => Effect.tryPromise({ try: () => writer.write(chunk), catch: fromError("write", data.text) })
@@ -127,7 +137,7 @@ const build = (options: Context): UploadStaging["Type"] => {
             Effect.map(() => writer.written())
           )
         },
-        (handle) => Effect.promise(() => handle.close().catch(() => undefined))
+        closeHandle
       )
       return written === 0 ? Option.none() : Option.some(new RangeSet.Span({ start, end: start + written }))
     })
@@ -163,15 +173,20 @@ const build = (options: Context): UploadStaging["Type"] => {
   const complete: UploadStaging["Type"]["complete"] = (id, _state, size, plan, hint, onKey) =>
     Effect.gen(function*() {
       const data = yield* dataOf("complete", id)
-      const held = yield* Effect.tryPromise({ try: () => NFS.promises.stat(data.file), catch: fromError("complete", data.text) })
-      if (held.size < size) {
-        // Never padded: the ranges say these bytes landed, so the file was cut by something else.
-        return yield* fail("Corrupted", "complete", `the staged file of upload ${id} holds ${held.size} bytes, fewer than the ${size} that landed`)
-      }
-      // An interrupted write may have left bytes past the end that no range counts.
-      if (held.size > size) {
-        yield* Effect.tryPromise({ try: () => NFS.promises.truncate(data.file, size), catch: fromError("complete", data.text) })
-      }
+      yield* Effect.acquireUseRelease(
+        openData("complete", data, NFS.constants.O_RDWR | Confined.NOFOLLOW, false),
+        (h) =>
+          Effect.gen(function*() {
+            const held = yield* Effect.tryPromise({ try: () => h.stat(), catch: fromError("complete", data.text) })
+            if (held.size < size) {
+              // Never padded: the ranges say these bytes landed, so the file was cut by something else.
+              return yield* fail("Corrupted", "complete", `the staged file of upload ${id} holds ${held.size} bytes, fewer than the ${size} that landed`)
+            }
+            // An interrupted write may have left bytes past the end that no range counts.
+            if (held.size > size) yield* Effect.tryPromise({ try: () => h.truncate(size), catch: fromError("complete", data.text) })
+          }),
+        closeHandle
+      )
       if (Option.isSome(assembly)) {
         // The key before the rename (hashed on the way in, or now in one read that assemble then
         // skips), so that Uploads can record it and a complete retried after a crash can answer.
@@ -211,6 +226,8 @@ export interface Options {
   readonly prefix?: BlobLocator.LocatorPrefix | undefined
   readonly segmentSize?: number | undefined
   readonly fsync?: boolean | undefined
+  /** Modes of the files and directories it creates (default "private", as the fs object store's). */
+  readonly permissions?: Confined.Permissions | undefined
 }
 
 /**
@@ -219,7 +236,7 @@ export interface Options {
  */
 export const make = (
   options: Options
-): Effect.Effect<UploadStaging["Type"], BlobError, MutableObjectStore | BlobStore> =>
+): Effect.Effect<UploadStaging["Type"], BlobError, MutableObjectStore | BlobStore | Scope.Scope> =>
   Effect.gen(function*() {
     const objects = yield* MutableObjectStore
     const blobs = yield* BlobStore
@@ -228,16 +245,18 @@ export const make = (
     if (prefix === undefined) {
       return yield* fail("InvalidInput", "begin", "no staging location: give the file staging a prefix (the BlobStore offers none)")
     }
-    // The store works on the real path of its root; so must the paths computed here.
-    const root = yield* Effect.tryPromise({ try: () => NFS.promises.realpath(Path.resolve(options.root)), catch: fromError("begin", options.root) })
+    // Held open for the scope, like the store's own root.
+    const root = yield* Confined.openRoot("begin", options.root, Confined.modesOf(options.permissions)).pipe(
+      Effect.mapError(fromError("begin", options.root))
+    )
     return build({ root, objects, blobs, assembly, prefix, segmentSize: options.segmentSize, fsync: options.fsync })
   })
 
 /** UploadStaging over the object store and BlobStore in the context (see `make`). */
 export const layer = (options: Options): Layer.Layer<UploadStaging, BlobError, MutableObjectStore | BlobStore> =>
-  Layer.effect(UploadStaging, make(options))
+  Layer.scoped(UploadStaging, make(options))
 
-/** Options from the environment: GRAVITON_FS_ROOT (required), GRAVITON_FS_UPLOAD_SEGMENT_SIZE, GRAVITON_FS_FSYNC. */
+/** Options from the environment: GRAVITON_FS_ROOT (required), GRAVITON_FS_UPLOAD_SEGMENT_SIZE, GRAVITON_FS_FSYNC, GRAVITON_FS_PERMISSIONS. */
 export const config: Config.Config<Options> = Config.all({
   root: Config.string("GRAVITON_FS_ROOT").pipe(
     Config.withDescription("Directory under which the filesystem object store keeps its buckets")
@@ -249,6 +268,10 @@ export const config: Config.Config<Options> = Config.all({
   fsync: Config.boolean("GRAVITON_FS_FSYNC").pipe(
     Config.withDefault(false),
     Config.withDescription("fsync each segment before it counts as landed")
+  ),
+  permissions: Config.literal("private", "shared")("GRAVITON_FS_PERMISSIONS").pipe(
+    Config.withDefault("private" as const),
+    Config.withDescription("Modes of staged files: private (0700/0600, default) or shared (0755/0644)")
   )
 })
 

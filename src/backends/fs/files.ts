@@ -9,15 +9,10 @@
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as NFS from "node:fs"
-import * as Path from "node:path"
 import * as Lending from "../../core/Lending.js"
 
 /** Small writes are gathered into one write call up to this size. */
 export const GATHER_BYTES = 1024 * 1024
-
-/** The file of object `path` in `bucket` under `root` (the store's layout: `<root>/<bucket>/<path>`). */
-export const objectPath = (root: string, bucket: string, path: string): string =>
-  Path.join(root, bucket, ...path.split("/"))
 
 /** Writes all of `bytes` at offset `at` of `fd`. */
 const writeAt = (fd: number, bytes: Uint8Array, at: number): Promise<void> =>
