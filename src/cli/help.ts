@@ -212,10 +212,18 @@ const hasArgs = (entry: Entry, config: CliConfig.CliConfig): boolean => sections
  * Follows the command names in `args` (the command line after the
  * executable) down the tree: `--help`/`-h` anywhere asks for the help of the
  * deepest command named, `--version` for the version, a word where a group
- * expects a subcommand is an unknown command, and a group named without a
- * subcommand (that takes no arguments itself) shows its help.
+ * expects a subcommand is an unknown command, and a group in `bareHelp`
+ * (its path, `"graviton uploads"`: a group that does nothing by itself)
+ * named without a subcommand shows its help. (Whether a command has a
+ * handler of its own cannot be read from its descriptor: a group like
+ * `replicate targets` that lists something when named alone is left to run.)
  */
-export const route = (root: Entry, args: ReadonlyArray<string>, config: CliConfig.CliConfig): Route => {
+export const route = (
+  root: Entry,
+  args: ReadonlyArray<string>,
+  config: CliConfig.CliConfig,
+  bareHelp: ReadonlySet<string> = new Set()
+): Route => {
   let entry = root
   const path = [root.name]
   let help = false
@@ -234,14 +242,14 @@ export const route = (root: Entry, args: ReadonlyArray<string>, config: CliConfi
       if (child !== undefined) {
         entry = child
         path.push(arg)
-      } else if (entry.children.length > 0 && !hasArgs(entry, config)) unknown = arg
+      } else if (bareHelp.has(path.join(" ")) || (entry === root && !hasArgs(entry, config))) unknown = arg
       else positional = true
     }
   }
   if (help) return { _tag: "Help", entry, path }
   if (version) return { _tag: "Version" }
   if (unknown !== undefined) return { _tag: "UnknownCommand", word: unknown, entry, path }
-  if (entry !== root && entry.children.length > 0 && !positional && !hasArgs(entry, config)) {
+  if (bareHelp.has(path.join(" ")) && !positional) {
     return { _tag: "Help", entry, path }
   }
   return { _tag: "Run", path }

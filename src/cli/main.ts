@@ -92,6 +92,9 @@ const cli = Command.run(command, { name: "graviton", version, executable: "gravi
 
 const tree = Help.tree(command.descriptor)
 
+/** Groups that do nothing by themselves: named alone they print their help, and an unknown word under them is an error. */
+const groupsWithoutHandler: ReadonlySet<string> = new Set(["graviton uploads"])
+
 /**
  * Parses the command line as `cli` will, so that a usage error is reported
  * here (`graviton: …`, exit 2, no ANSI) instead of by @effect/cli's printer.
@@ -115,7 +118,7 @@ const print = (text: string) => Effect.sync(() => void process.stdout.write(text
 /** What the command line asks for: help, the version, a usage error, or a command to run. */
 const dispatch = (argv: ReadonlyArray<string>) => {
   const args = argv.slice(2)
-  const route = Help.route(tree, args, cliConfig)
+  const route = Help.route(tree, args, cliConfig, groupsWithoutHandler)
   switch (route._tag) {
     case "Version":
       return print(`${version}\n`)
