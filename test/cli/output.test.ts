@@ -57,6 +57,14 @@ describe.skipIf(!hasScript)("progress on a terminal (through script -qc; needs u
     expect(r.tty).not.toMatch(/\bMB\/s/)
   })
 
+  it("upload: the last frame shows 100%, the key has a row of its own", async () => {
+    const up = await runOnTty(["upload", path.join(work, "big.bin")], { home: tempDir("tty-upload"), env: withProgress })
+    expect(up.code).toBe(0)
+    expect(rowOf(up.tty, key)).toBe(key)
+    const frames = up.tty.split(/[\r\n]+/).map(stripAnsi).filter((l) => l.startsWith("upload ["))
+    expect(frames[frames.length - 1]).toContain("] 100%  24.0 MiB / 24.0 MiB")
+  })
+
   it("get -o: the bar is erased before the result line", async () => {
     const target = path.join(work, "copy.bin")
     const r = await runOnTty(["get", key, "-o", target], { home, env: withProgress })
