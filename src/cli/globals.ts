@@ -8,7 +8,10 @@ import * as Options from "@effect/cli/Options"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import { statSync } from "node:fs"
+import * as path from "node:path"
 import { type CliFailure, describeConfigError, ExitCode, fail } from "./exitCodes.js"
+import { escapeControls } from "./output.js"
 import * as Stores from "./stores.js"
 
 const storeNames = Stores.names() as unknown as readonly [string, ...Array<string>]
@@ -54,6 +57,34 @@ const env = Config.all({
   layout: Config.literal("monolithic", "chunked")("GRAVITON_LAYOUT").pipe(Config.withDefault("monolithic" as const))
 })
 
+/** Stores that keep files under the home (embedded; LevelDB sidecars of s3 and level-s3). */
+const HOME_STORES = new Set(["embedded", "s3", "level-s3"])
+
+/**
+ * Fails when the home cannot be a directory because a parent of it (or the
+ * home itself) is something else: said in the user's words, before a store
+ * reports it as a failed mkdir deep inside.
+ */
+const checkHome = (home: string): Effect.Effect<void, CliFailure> =>
+  Effect.suspend(() => {
+    for (let at = path.resolve(home);; at = path.dirname(at)) {
+      let stat: ReturnType<typeof statSync>
+      try {
+        stat = statSync(at, { throwIfNoEntry: false })
+      } catch {
+        // ENOTDIR (a parent is a file), EACCES ...: the parent walk finds the file, the store reports the rest.
+        stat = undefined
+      }
+      if (stat !== undefined) {
+        return stat.isDirectory() ? Effect.void : fail(
+          ExitCode.Usage,
+          `the home ${escapeControls(home)} cannot be used: ${escapeControls(at)} is not a directory`
+        )
+      }
+      if (path.dirname(at) === at) return Effect.void
+    }
+  })
+
 /** Merges the subcommand's copy of the global options with the root's, then the environment. */
 export const resolve = (local: Parsed): Effect.Effect<Globals, CliFailure, Command.Command.Context<"graviton">> =>
   Effect.gen(function*() {
@@ -67,11 +98,13 @@ export const resolve = (local: Parsed): Effect.Effect<Globals, CliFailure, Comma
     if (!Stores.names().includes(store)) {
       return yield* fail(ExitCode.Usage, `unknown store ${JSON.stringify(store)} (expected one of: ${Stores.names().join(", ")})`)
     }
+    const home = pick(local.home, top.home, fromEnv.home)
+    if (HOME_STORES.has(store)) yield* checkHome(home)
     return {
       store,
       json: local.json || top.json,
       settings: {
-        home: pick(local.home, top.home, fromEnv.home),
+        home,
         layout: pick(local.layout, top.layout, fromEnv.layout)
       }
     }

@@ -1,22 +1,23 @@
 /**
- * Local files and standard streams as Effect streams: the input of `put`
- * and the output of `get -o`. Input is read in large chunks with one read
- * ahead so that disk reads overlap hashing; output goes to a temporary file
- * next to the target, renamed over it only when the whole verified stream
- * has been written (a failed or interrupted `get` leaves no file behind).
+ * Local files and standard input as Effect streams: the input of `put`.
+ * Input is read in large chunks with one read ahead so that disk reads
+ * overlap hashing. (The output of `get -o` is outputFile.ts.)
  */
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { randomBytes } from "node:crypto"
 import { fstatSync } from "node:fs"
 import * as fsp from "node:fs/promises"
-import * as path from "node:path"
 import * as Lending from "../core/Lending.js"
 import { ExitCode, fail, type CliFailure } from "./exitCodes.js"
+import { fileFailure } from "./fileErrors.js"
+import { escapeControls } from "./output.js"
+
+export { fileFailure } from "./fileErrors.js"
+/** `get -o`'s writer (outputFile.ts), under the name the benchmarks and the Lending test use. */
+export { write as writeFileAtomically } from "./outputFile.js"
 
 /** Bytes per read: large enough that per-chunk overhead vanishes next to hashing. */
 export const READ_CHUNK_BYTES = 1024 * 1024
@@ -32,29 +33,6 @@ export interface Input {
   readonly name: string
 }
 
-/** Turns a Node error on a local file into a sentence and an exit code. */
-export const fileFailure = (what: string, file: string, error: unknown): CliFailure => {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code
-  switch (code) {
-    case "ENOENT":
-      return fail(ExitCode.Usage, `cannot ${what} ${file}: no such file or directory`)
-    case "EACCES":
-    case "EPERM":
-      return fail(ExitCode.Usage, `cannot ${what} ${file}: permission denied`)
-    case "EISDIR":
-      return fail(ExitCode.Usage, `cannot ${what} ${file}: it is a directory`)
-    case "ENOTDIR":
-      return fail(ExitCode.Usage, `cannot ${what} ${file}: a parent of it is not a directory`)
-    case "ENOSPC":
-      return fail(ExitCode.Storage, `cannot ${what} ${file}: no space left on the device`)
-    default:
-      return fail(
-        ExitCode.Storage,
-        `cannot ${what} ${file}: ${(error as Error | undefined)?.message ?? String(error)}`
-      )
-  }
-}
-
 /** Opens a local file for streaming; the handle closes with the scope. */
 export const fileInput = (file: string): Effect.Effect<Input, CliFailure, Scope.Scope> =>
   Effect.gen(function*() {
@@ -63,7 +41,7 @@ export const fileInput = (file: string): Effect.Effect<Input, CliFailure, Scope.
       (h) => Effect.promise(() => h.close())
     )
     const stat = yield* Effect.tryPromise({ try: () => handle.stat(), catch: (e) => fileFailure("read", file, e) })
-    if (stat.isDirectory()) return yield* fail(ExitCode.Usage, `cannot read ${file}: it is a directory`)
+    if (stat.isDirectory()) return yield* fail(ExitCode.Usage, `cannot read ${escapeControls(file)}: it is a directory`)
     // Chunks are lent (see Lending): a store that writes them to disk gives each back once written,
     // and the next read reuses it instead of allocating; a stage that keeps a chunk simply keeps it.
     const pool = new Lending.Pool(READ_CHUNK_BYTES)
@@ -109,53 +87,3 @@ export const stdinInput = (): Input => {
 /** `-` is standard input; anything else a file path. */
 export const input = (arg: string): Effect.Effect<Input, CliFailure, Scope.Scope> =>
   arg === "-" ? Effect.succeed(stdinInput()) : fileInput(arg)
-
-const writeAll = (handle: fsp.FileHandle, chunk: Uint8Array): Promise<void> =>
-  handle.write(chunk, 0, chunk.length, null).then(({ bytesWritten }) =>
-    bytesWritten < chunk.length ? writeAll(handle, chunk.subarray(bytesWritten)) : undefined
-  )
-
-/**
- * Writes `stream` to `target` atomically: into a temporary file in the same
- * directory, renamed over `target` only after the stream completed. On any
- * failure or interruption the temporary file is removed and `target` is left
- * as it was. Returns the number of bytes written.
- */
-export const writeFileAtomically = <E, R>(
-  target: string,
-  stream: Stream.Stream<Uint8Array, E, R>
-): Effect.Effect<number, E | CliFailure, R> =>
-  Effect.gen(function*() {
-    const absolute = path.resolve(target)
-    const existing = yield* Effect.promise(() => fsp.stat(absolute).catch(() => undefined))
-    if (existing?.isDirectory()) return yield* fail(ExitCode.Usage, `cannot write ${target}: it is a directory`)
-    const temp = path.join(
-      path.dirname(absolute),
-      `.${path.basename(absolute)}.graviton-${process.pid}-${randomBytes(4).toString("hex")}.part`
-    )
-    return yield* Effect.acquireUseRelease(
-      Effect.tryPromise({ try: () => fsp.open(temp, "wx"), catch: (e) => fileFailure("write", target, e) }),
-      (handle) =>
-        Effect.gen(function*() {
-          const written = yield* Stream.runFoldEffect(
-            // One chunk of slack lets the next chunk be read and verified while this one is written.
-            Stream.buffer(stream, { capacity: 1 }),
-            0,
-            (n, chunk) =>
-              Effect.tryPromise({
-                // Written: a lent chunk goes back to the store's reader (see Lending).
-                try: () => writeAll(handle, chunk).then(() => Lending.giveBack(chunk)),
-                catch: (e) => fileFailure("write", target, e)
-              }).pipe(Effect.as(n + chunk.length))
-          )
-          yield* Effect.tryPromise({ try: () => handle.close(), catch: (e) => fileFailure("write", target, e) })
-          yield* Effect.tryPromise({ try: () => fsp.rename(temp, absolute), catch: (e) => fileFailure("write", target, e) })
-          return written
-        }),
-      (handle, exit) =>
-        Effect.promise(async () => {
-          await handle.close().catch(() => undefined)
-          if (Exit.isFailure(exit)) await fsp.rm(temp, { force: true }).catch(() => undefined)
-        })
-    )
-  })

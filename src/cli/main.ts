@@ -6,6 +6,8 @@
  */
 import * as CliConfig from "@effect/cli/CliConfig"
 import * as Command from "@effect/cli/Command"
+import * as Descriptor from "@effect/cli/CommandDescriptor"
+import * as ValidationError from "@effect/cli/ValidationError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
@@ -26,8 +28,10 @@ import { stat } from "./commands/stat.js"
 import { upload } from "./commands/upload.js"
 import { uploads } from "./commands/uploads.js"
 import { verify } from "./commands/verify.js"
-import { AlreadyReported, classify, ExitCode } from "./exitCodes.js"
+import { AlreadyReported, classify, ExitCode, fail } from "./exitCodes.js"
 import * as Globals from "./globals.js"
+import * as Help from "./help.js"
+import * as Output from "./output.js"
 import * as Stores from "./stores.js"
 
 const version: string = (() => {
@@ -66,12 +70,14 @@ Commands:
   repair [key]           restore missing or corrupted blobs from their replicas
 
 Global options (before or after the command):
-  --store ${Stores.names().join("|")}   which store (default: embedded, local files + LevelDB)
+  --store <name>         which store: ${Stores.names().join(", ")}
+                         (default: embedded, local files + LevelDB)
   --home <dir>           embedded store directory (default: GRAVITON_HOME or ./.graviton)
   --layout monolithic|chunked   layout of new blobs (default: GRAVITON_LAYOUT or monolithic)
   --json                 machine-readable output
 
-Exit codes: 0 ok, 2 bad input or usage, 3 not found, 4 corrupted, 5 storage failure, 1 internal error.
+Exit codes: 0 ok, 1 internal error (a bug), 2 bad input or usage, 3 not found, 4 corrupted,
+            5 storage failure, 130 interrupted.
 More: graviton <command> --help, and docs/cli.md.
 `
 
@@ -84,9 +90,54 @@ export const command = Globals.root.pipe(
 
 const cli = Command.run(command, { name: "graviton", version, executable: "graviton" })
 
+const tree = Help.tree(command.descriptor)
+
+/** Groups that do nothing by themselves: named alone they print their help, and an unknown word under them is an error. */
+const groupsWithoutHandler: ReadonlySet<string> = new Set(["graviton uploads"])
+
+/**
+ * Parses the command line as `cli` will, so that a usage error is reported
+ * here (`graviton: …`, exit 2, no ANSI) instead of by @effect/cli's printer.
+ */
+const checkUsage = (args: ReadonlyArray<string>, path: ReadonlyArray<string>) =>
+  Descriptor.parse(command.descriptor, ["graviton", ...args], cliConfig).pipe(
+    Effect.flatMap((directive) =>
+      directive._tag === "UserDefined" && directive.leftover.length > 0
+        ? Effect.fail(fail(ExitCode.Usage, `unexpected argument ${JSON.stringify(directive.leftover[0])} (see ${path.join(" ")} --help)`))
+        : Effect.void
+    ),
+    Effect.catchIf(ValidationError.isValidationError, (e) => {
+      const text = Help.docText(e.error)
+      const said = text.length === 0 ? "invalid command line" : text.charAt(0).toLowerCase() + text.slice(1)
+      return Effect.fail(fail(ExitCode.Usage, `${said} (see ${path.join(" ")} --help)`))
+    })
+  )
+
+const print = (text: string) => Effect.sync(() => void process.stdout.write(text))
+
+/** What the command line asks for: help, the version, a usage error, or a command to run. */
+const dispatch = (argv: ReadonlyArray<string>) => {
+  const args = argv.slice(2)
+  const route = Help.route(tree, args, cliConfig, groupsWithoutHandler)
+  switch (route._tag) {
+    case "Version":
+      return print(`${version}\n`)
+    case "Help":
+      return print(
+        route.path.length === 1
+          ? overview
+          : Help.render(route.entry, route.path, cliConfig, Output.colours() ? Help.bold : Help.plain)
+      )
+    case "UnknownCommand":
+      return Effect.fail(fail(ExitCode.Usage, Help.unknownCommand(route)))
+    case "Run":
+      return Effect.zipRight(checkUsage(args, route.path), Effect.suspend(() => cli(argv)))
+  }
+}
+
 /** Runs the CLI on `argv`; every expected failure becomes `AlreadyReported(code)` after printing its message. */
 export const program = (argv: ReadonlyArray<string>): Effect.Effect<void, AlreadyReported> =>
-  Effect.suspend(() => cli(argv)).pipe(
+  Effect.suspend(() => dispatch(argv)).pipe(
     Effect.catchAll((error) => {
       const classified = classify(error)
       // Unknown error types are bugs: rethrown as defects so their trace is printed.
@@ -94,7 +145,10 @@ export const program = (argv: ReadonlyArray<string>): Effect.Effect<void, Alread
       return Effect.zipRight(
         classified.message === undefined
           ? Effect.void
-          : Effect.sync(() => process.stderr.write(`graviton: ${classified.message}\n`)),
+          : Effect.sync(() => {
+            Output.clearStatus()
+            process.stderr.write(`graviton: ${Output.escapeControls(classified.message!)}\n`)
+          }),
         Effect.fail(new AlreadyReported({ code: classified.code }))
       )
     }),

@@ -6,14 +6,67 @@
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 
-/** Prints one line on stdout. */
-export const line = (text: string): Effect.Effect<void> => Effect.sync(() => void process.stdout.write(`${text}\n`))
+// C0 controls, DEL, C1 controls (0x9b is a one-byte CSI), and the bidirectional overrides that reorder what is shown.
+const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g
 
-/** Prints one JSON value on one line of stdout. */
-export const json = (value: unknown): Effect.Effect<void> => line(JSON.stringify(value))
+/**
+ * `text` with every control character shown as an escape (`\x1b`, `\n`,
+ * `\u202e`), so that a file name can neither move the cursor nor recolour
+ * the terminal, nor split one line into two. Idempotent.
+ */
+export const escapeControls = (text: string): string =>
+  text.replace(CONTROLS, (c) => {
+    const code = c.charCodeAt(0)
+    if (c === "\n") return "\\n"
+    if (c === "\r") return "\\r"
+    if (c === "\t") return "\\t"
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16)}`
+  })
 
-/** Prints one line on stderr (status notes, never results). */
-export const note = (text: string): Effect.Effect<void> => Effect.sync(() => void process.stderr.write(`${text}\n`))
+// Whether a status line (progress.ts) is on the terminal now. stdout and stderr usually share that
+// terminal: whatever is printed next must start on a clean line, or it lands after the bar.
+let statusShown = false
+
+/** Draws `text` as the status line of stderr, over the previous one. */
+export const showStatus = (text: string): void => {
+  process.stderr.write(`\r\x1b[K${text}`)
+  statusShown = true
+}
+
+/** Erases the status line, if one is shown (before any other output, and when a transfer ends). */
+export const clearStatus = (): void => {
+  if (!statusShown) return
+  statusShown = false
+  process.stderr.write("\r\x1b[K")
+}
+
+/** Prints one line on stdout (control characters escaped). */
+export const line = (text: string): Effect.Effect<void> =>
+  Effect.sync(() => {
+    clearStatus()
+    process.stdout.write(`${escapeControls(text)}\n`)
+  })
+
+/** Prints one JSON value on one line of stdout (JSON escapes control characters itself). */
+export const json = (value: unknown): Effect.Effect<void> =>
+  Effect.sync(() => {
+    clearStatus()
+    process.stdout.write(`${JSON.stringify(value)}\n`)
+  })
+
+/** Prints one line on stderr (status notes, never results; control characters escaped). */
+export const note = (text: string): Effect.Effect<void> =>
+  Effect.sync(() => {
+    clearStatus()
+    process.stderr.write(`${escapeControls(text)}\n`)
+  })
+
+/**
+ * True when `stream` may be styled with ANSI escapes: a terminal, not
+ * `TERM=dumb`, and no `NO_COLOR` (https://no-color.org: any non-empty value).
+ */
+export const colours = (stream: { readonly isTTY?: boolean } = process.stdout): boolean =>
+  stream.isTTY === true && process.env.TERM !== "dumb" && (process.env.NO_COLOR ?? "") === ""
 
 const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
 
@@ -29,9 +82,9 @@ export const formatBytes = (bytes: number): string => {
   return `${value.toFixed(1)} ${units[unit]}`
 }
 
-/** Throughput in decimal megabytes per second, e.g. `245.3 MB/s`. */
+/** Throughput in binary units like `formatBytes`, e.g. `233.9 MiB/s` (sizes and rates read alike). */
 export const formatRate = (bytes: number, seconds: number): string =>
-  seconds <= 0 ? "-- MB/s" : `${(bytes / 1e6 / seconds).toFixed(1)} MB/s`
+  seconds <= 0 ? "-- MiB/s" : `${formatBytes(bytes / seconds).replace(/^(\d+) B$/, "$1.0 B")}/s`
 
 const writeChunk = (chunk: Uint8Array): Effect.Effect<void> =>
   Effect.async<void>((resume) => {

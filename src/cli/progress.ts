@@ -3,12 +3,17 @@
  * rate). Shown only when stderr is a terminal and the transfer is large or
  * of unknown size, so that scripts and pipes never see it. Counting is one
  * addition per chunk; drawing happens on a timer, off the data path.
+ *
+ * When the transfer ends (its total is reached, or the tracked stream of an
+ * unknown-size transfer ends) a last frame shows the final count (100%) and
+ * the timer stops; the line is erased before anything else is printed
+ * (Output.clearStatus) and when the command's scope closes.
  */
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { formatBytes, formatRate } from "./output.js"
+import { clearStatus, formatBytes, formatRate, showStatus } from "./output.js"
 
 /** Transfers at or below this size finish too fast to need a progress line. */
 export const THRESHOLD_BYTES = 8 * 1024 * 1024
@@ -58,27 +63,48 @@ export const make = (
 ): Effect.Effect<Progress, never, Scope.Scope> =>
   Effect.gen(function*() {
     let bytes = 0
-    const progress: Progress = {
+    if (!shouldShow(total)) {
+      return {
+        track: (stream) =>
+          Stream.mapChunks(stream, (chunk) => {
+            for (const c of chunk) bytes += c.length
+            return chunk
+          }),
+        bytes: () => bytes
+      }
+    }
+    const started = performance.now()
+    const draw = () => showStatus(render(label, initial + bytes, total, (performance.now() - started) / 1000, initial))
+    let timer: ReturnType<typeof setInterval> | undefined
+    // The last frame, with the final count: the line never stops short of 100%.
+    const finish = () => {
+      if (timer === undefined) return
+      clearInterval(timer)
+      timer = undefined
+      draw()
+    }
+    const reached = (): boolean => Option.match(total, { onNone: () => false, onSome: (n) => initial + bytes >= n })
+    yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        timer = setInterval(draw, REDRAW_MS)
+      }),
+      () =>
+        Effect.sync(() => {
+          if (timer !== undefined) clearInterval(timer)
+          timer = undefined
+          clearStatus()
+        })
+    )
+    return {
       track: (stream) =>
         Stream.mapChunks(stream, (chunk) => {
           for (const c of chunk) bytes += c.length
+          if (reached()) finish()
           return chunk
-        }),
+        }).pipe(
+          // A stream of unknown size is done when it ends (a known size: when its total is reached).
+          Stream.onEnd(Effect.sync(() => Option.isNone(total) && finish()))
+        ),
       bytes: () => bytes
     }
-    if (!shouldShow(total)) return progress
-    const started = performance.now()
-    const draw = () =>
-      process.stderr.write(
-        `\r\x1b[K${render(label, initial + bytes, total, (performance.now() - started) / 1000, initial)}`
-      )
-    yield* Effect.acquireRelease(
-      Effect.sync(() => setInterval(draw, REDRAW_MS)),
-      (timer) =>
-        Effect.sync(() => {
-          clearInterval(timer)
-          process.stderr.write("\r\x1b[K")
-        })
-    )
-    return progress
   })

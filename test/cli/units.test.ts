@@ -66,8 +66,10 @@ describe("progress", () => {
     const line = Progress.render("put", 512 * 1024 * 1024, Option.some(1024 * 1024 * 1024), 2)
     expect(line).toContain("50%")
     expect(line).toContain("512.0 MiB / 1.0 GiB")
-    expect(line).toContain("268.4 MB/s")
-    expect(Progress.render("put", 3 * 1024 * 1024, Option.none(), 1)).toBe("put 3.0 MiB  3.1 MB/s")
+    // Rates in the units of sizes (MiB/s with MiB), issue #16.
+    expect(line).toContain("256.0 MiB/s")
+    expect(Progress.render("put", 3 * 1024 * 1024, Option.none(), 1)).toBe("put 3.0 MiB  3.0 MiB/s")
+    expect(Output.formatRate(500, 1)).toBe("500.0 B/s")
   })
 
   it.scoped("counts the bytes of a tracked stream without changing it", () =>

@@ -1,8 +1,9 @@
 /**
  * `graviton get <key> [-o file]` and `graviton cat <key>`: verified reads.
- * With `-o`, bytes go to a temporary file renamed over the target only once
- * the whole stream has been verified; to stdout, bytes flow as they are read
- * and a corruption found at the end is reported by the exit code.
+ * With `-o` a file is replaced only once the whole stream has been verified,
+ * a device, FIFO or socket is written in place (see outputFile.ts); to
+ * stdout, bytes flow as they are read and a corruption found at the end is
+ * reported by the exit code.
  */
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
@@ -11,8 +12,8 @@ import * as Option from "effect/Option"
 import * as BinaryKey from "../../core/BinaryKey.js"
 import { BlobStore } from "../../ports/BlobStore.js"
 import * as Globals from "../globals.js"
-import * as Io from "../io.js"
 import * as Keys from "../keys.js"
+import * as OutputFile from "../outputFile.js"
 import * as Output from "../output.js"
 import * as Progress from "../progress.js"
 import { withStore } from "../session.js"
@@ -20,7 +21,9 @@ import { withStore } from "../session.js"
 const output = Options.text("output").pipe(
   Options.withAlias("o"),
   Options.withPseudoName("file"),
-  Options.withDescription("Write to this file (atomically, only once verified) instead of standard output"),
+  Options.withDescription(
+    "Write to this file (replaced only once verified; a device, FIFO or socket is written in place) instead of standard output"
+  ),
   Options.optional
 )
 
@@ -37,7 +40,7 @@ const read = (keyText: string, target: Option.Option<string>, json: boolean) =>
       yield* Output.toStdout(stream)
       return
     }
-    const written = yield* Io.writeFileAtomically(target.value, stream)
+    const written = yield* OutputFile.write(target.value, stream)
     const seconds = (performance.now() - started) / 1000
     if (json) {
       return yield* Output.json({ key: BinaryKey.render(key), size: written, output: target.value, verified: true })

@@ -65,11 +65,18 @@ const abort = Command.make("abort", { ...Globals.options, id }, (args) =>
     yield* withUploads(
       globals,
       Effect.gen(function*() {
-        yield* (yield* Uploads).abort(args.id)
-        yield* globals.json ? Output.json({ aborted: args.id }) : Output.note(`aborted ${args.id}`)
+        const uploads = yield* Uploads
+        // Like `rm` of a key that is not stored: nothing to do is no failure, but it is said.
+        const known = yield* uploads.status(args.id).pipe(
+          Effect.as(true),
+          Effect.catchIf((e) => e.reason === "NotFound", () => Effect.succeed(false))
+        )
+        yield* uploads.abort(args.id)
+        if (globals.json) return yield* Output.json({ id: args.id, aborted: known })
+        yield* Output.note(known ? `aborted ${args.id}` : `unknown upload ${args.id}: nothing to abort`)
       })
     )
-  })).pipe(Command.withDescription("Abort an upload and remove its staged bytes (succeeds when it is unknown)"))
+  })).pipe(Command.withDescription("Abort an upload and remove its staged bytes (exit 0 when it is unknown, as rm)"))
 
 const gc = Command.make("gc", Globals.options, (args) =>
   Effect.gen(function*() {
