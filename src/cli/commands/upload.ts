@@ -156,18 +156,17 @@ export const lastLanded = (landed: RangeSet.RangeSet, segment: number): RangeSet
 
 const openFile = (name: string, resuming: boolean): Effect.Effect<{ handle: fsp.FileHandle; size: number; source: string }, CliFailure, Scope.Scope> =>
   Effect.gen(function*() {
+    const pipe = resuming
+      ? `cannot resume from ${name}: not a regular file (a pipe or stdin cannot be read again); start over with graviton put, or save it to a file and run graviton upload FILE`
+      : `cannot upload ${name}: not a regular file (use put for pipes)`
+    if (name === "-") return yield* fail(ExitCode.Usage, pipe)
     const handle = yield* Effect.acquireRelease(
       Effect.tryPromise({ try: () => fsp.open(name, "r"), catch: (e) => fileFailure("read", name, e) }),
       (h) => Effect.promise(() => h.close().catch(() => undefined))
     )
     const stat = yield* Effect.tryPromise({ try: () => handle.stat({ bigint: true }), catch: (e) => fileFailure("read", name, e) })
     if (!stat.isFile()) {
-      return yield* fail(
-        ExitCode.Usage,
-        resuming
-          ? `cannot resume from ${name}: not a regular file (a pipe or stdin cannot be read again); start over with graviton put, or save it to a file and run graviton upload FILE`
-          : `cannot upload ${name}: not a regular file (use put for pipes)`
-      )
+      return yield* fail(ExitCode.Usage, pipe)
     }
     return { handle, size: Number(stat.size), source: fingerprint(stat) }
   })
