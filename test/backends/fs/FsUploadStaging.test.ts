@@ -37,7 +37,7 @@ const seg = 64 * 1024
 const home = tempDir("fs-upload-staging-")
 const layer = Uploads.layer().pipe(Layer.provideMerge(EmbeddedStore.layer({ home, uploadSegmentSize: seg })))
 const staged = stagedObjects("file", "blobs", "staging/uploads/")
-const dataFileIn = (home: string) => (id: string) => path.join(home, "blobs", "blobs", "staging", "uploads", id, FsUploadStaging.DATA)
+const dataFileIn = (home: string) => (id: string) => path.join(home, "blobs", "staging", "uploads", id, FsUploadStaging.DATA)
 const dataFile = dataFileIn(home)
 /** Waits until the upload's file holds at least `bytes` (a writer in flight has written that far). */
 const untilFileHolds = (id: string, bytes: number) =>
