@@ -89,6 +89,50 @@ export const objectsRoot = (home: string): string => home
 /** Where the blob bytes live under `home` (the bucket `blobs` of the object store). */
 export const blobsDir = (home: string): string => path.join(home, "blobs")
 
+/**
+ * Creates `dir` and its missing parents one level at a time, each with a
+ * plain mkdir: a bounded walk. (Node's recursive mkdir retries forever where
+ * a parent exists but refuses creation with ENOENT, as /proc does: the
+ * `replicate --to embedded:/proc/nope` hang of issue #16.)
+ */
+export const ensureDir = (dir: string): Effect.Effect<void, BlobError> =>
+  Effect.try({
+    try: () => {
+      const missing: Array<string> = []
+      for (let at = path.resolve(dir);;) {
+        const stat = NFS.statSync(at, { throwIfNoEntry: false })
+        if (stat !== undefined) {
+          if (!stat.isDirectory()) throw Object.assign(new Error(`${at} is not a directory`), { code: "ENOTDIR" })
+          break
+        }
+        missing.push(at)
+        const parent = path.dirname(at)
+        if (parent === at) break
+        at = parent
+      }
+      for (const d of missing.reverse()) {
+        try {
+          NFS.mkdirSync(d)
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e
+        }
+      }
+    },
+    catch: (e) => {
+      const code = (e as NodeJS.ErrnoException).code
+      return new BlobError({
+        reason: code === "EACCES" || code === "EPERM" || code === "EROFS"
+          ? "PermissionDenied"
+          : code === "ENOENT" || code === "ENOTDIR"
+          ? "InvalidInput"
+          : "Unavailable",
+        backend: "embedded",
+        method: "open",
+        description: `cannot create the store directory ${dir}: ${e instanceof Error ? e.message : String(e)}`
+      })
+    }
+  })
+
 /** Where an interrupted migration keeps the old object store root. */
 const MIGRATING = ".graviton-migrating"
 
@@ -143,7 +187,9 @@ export const layer = (options: Options): Layer.Layer<Services, Failure> => {
   // home is migrated (see `migrate`), then the object store opens.
   const ports = FsObjectStore.layer({ root: objectsRoot(options.home), scheme: SCHEME, fsync: options.fsync }).pipe(
     Layer.provide(Layer.effectDiscard(migrate(options.home))),
-    Layer.provideMerge(LevelLayers.live({ path: metaDir(options.home) }))
+    Layer.provideMerge(LevelLayers.live({ path: metaDir(options.home) })),
+    // Before anything opens: the home exists, created by a bounded walk (see ensureDir).
+    Layer.provideMerge(Layer.effectDiscard(ensureDir(metaDir(options.home))))
   )
   const blobs = CasBlobStore.layer({
     scheme: SCHEME,
