@@ -112,9 +112,15 @@ export const exitCode = (exit: Exit.Exit<void, AlreadyReported>): number => {
 }
 
 // A step that cannot be interrupted (a store being opened, a filesystem call that never returns) must not keep
-// a signalled command alive: it ends within a second whatever it is doing (issue #16).
+// a signalled command alive: a second later it dies of the signal itself (issue #16). Not process.exit: it waits
+// for the thread pool, where such a call is stuck; with no listener left, the signal's default action ends it.
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => setTimeout(() => process.exit(ExitCode.Interrupted), 1000).unref())
+  process.on(signal, () =>
+    setTimeout(() => {
+      process.stderr.write(`graviton: still busy a second after ${signal}; stopping now\n`)
+      process.removeAllListeners(signal)
+      process.kill(process.pid, signal)
+    }, 1000).unref())
 }
 
 // A closed pipe on stdout (`graviton cat KEY | head`) ends the command quietly.
