@@ -31,7 +31,9 @@ import * as path from "node:path"
 import * as BinaryKey from "../../core/BinaryKey.js"
 import * as BlobLocator from "../../core/BlobLocator.js"
 import { KeyValueStore } from "../../ports/KeyValueStore.js"
+import { BlobStore } from "../../ports/BlobStore.js"
 import { ReplicaIndex } from "../../ports/ReplicaIndex.js"
+import * as ReplicatedBlobStore from "../../replication/ReplicatedBlobStore.js"
 import * as Replicator from "../../replication/Replicator.js"
 import { BlobError } from "../../core/Errors.js"
 import { classify, codeOfReason, type CliFailure, ExitCode, fail } from "../exitCodes.js"
@@ -135,6 +137,43 @@ export const replicaIndex = (store: string) =>
     onNone: () => Effect.fail(fail(ExitCode.Storage, `the ${store} store keeps no replica index; replicate from a store that does (embedded, pg, memory)`)),
     onSome: Effect.succeed
   }))
+
+/**
+ * The store `get` reads `key` from: the primary, or, when the key has copies
+ * on remembered targets (replica entries in the primary's index), a
+ * ReplicatedBlobStore over the primary and those targets, which serves a
+ * verified replica when the primary's copy is missing or corrupted and says
+ * so on stderr. Targets are opened only for such keys; one that cannot be
+ * opened is skipped with a note.
+ */
+export const readerFor = (
+  key: BinaryKey.BinaryKey,
+  primary: BlobStore["Type"],
+  settings: Stores.StoreSettings
+): Effect.Effect<BlobStore["Type"], never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const index = yield* Effect.serviceOption(ReplicaIndex)
+    if (Option.isNone(index)) return primary
+    const entries = yield* Effect.orElseSucceed(index.value.replicas(key), () => [])
+    const names = new Set(entries.flatMap((l) => Option.toArray(Replicator.targetOf(l, key))))
+    const specs = (yield* remembered).filter((t) => names.has(t.name))
+    if (specs.length === 0) return primary
+    const targets: Array<Replicator.Target> = []
+    for (const t of specs) {
+      const opened = yield* Effect.either(Stores.buildStore(t.spec, settings))
+      if (opened._tag === "Right") targets.push({ name: t.name, store: opened.right })
+      else yield* Output.note(`replica target ${t.name} (${t.spec}) cannot be opened: ${classify(opened.left)?.message ?? String(opened.left)}`)
+    }
+    return yield* ReplicatedBlobStore.make({
+      targets,
+      onFallback: ({ primaryError, target }) =>
+        Effect.orDie(Output.note(`served from replica ${target}: the primary copy failed (${primaryError.message}); graviton repair restores it`))
+    }).pipe(
+      Effect.provideService(BlobStore, primary),
+      Effect.provideService(ReplicaIndex, index.value),
+      Effect.orElseSucceed(() => primary)
+    )
+  })
 
 /** Builds the target stores in the current scope. */
 export const openTargets = (
