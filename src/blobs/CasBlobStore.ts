@@ -60,7 +60,7 @@ import * as PutMonolithic from "./putMonolithic.js"
 import { read } from "./read.js"
 
 export { MANIFEST_SCHEME } from "./addresses.js"
-export { chunked, defaults, type Layout, monolithic, type Options } from "./options.js"
+export { chunked, defaults, type Heal, type Layout, monolithic, type Options } from "./options.js"
 
 /** The storage decisions the BlobStore protocol asks for; invalid options fail every put in `stage`. */
 const raw = (cas: Cas.Cas): BlobStoreProtocol.Raw => ({

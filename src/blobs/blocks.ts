@@ -18,7 +18,7 @@ import * as BlobMeta from "./BlobMeta.js"
 import { blockLocator } from "./addresses.js"
 import { type Cas, now } from "./context.js"
 import { fail, fromPortError } from "./errors.js"
-import { discard, exists, writeObject } from "./objects.js"
+import { damaged, discard, exists, writeObject } from "./objects.js"
 import type { Settings } from "./options.js"
 import { compareAndSet, type Read, readBlock, sameBytes } from "./records.js"
 
@@ -71,8 +71,13 @@ export const acquireBlock = (cas: Cas, s: Settings, key: BinaryKey.BinaryKey, by
       const read = yield* readBlock(cas, "put", BlobMeta.blockKey(key))
       const current = Option.getOrUndefined(read.record)
       if (current?._tag === "Live") {
-        if (yield* addReference(cas, "put", key, read, current, held)) return { locator: current.locator, written: false }
-        continue
+        if (!(yield* addReference(cas, "put", key, read, current, held))) continue
+        // Heal (see options.Heal): the reference we hold keeps the record Live while its bytes are stored again.
+        if (yield* damaged(cas, "put", current.locator, key, s.heal)) {
+          yield* writeObject(cas, "put", current.locator, bytes)
+          return { locator: current.locator, written: true, repaired: true }
+        }
+        return { locator: current.locator, written: false, repaired: false }
       }
       // No live copy: write the bytes first, then publish the record, so a live record always has its object.
       // After a Deleting record, a fresh address: the unfinished delete may still remove the usual one.
@@ -91,7 +96,7 @@ export const acquireBlock = (cas: Cas, s: Settings, key: BinaryKey.BinaryKey, by
       // wrote it and before its record disappeared; we hold the record now, so rewriting is safe.
       if (!(yield* exists(cas, "put", target))) yield* writeObject(cas, "put", target, bytes)
       yield* Effect.mapError(cas.replicas.add(key, target), fromPortError("put"))
-      return { locator: target, written: true }
+      return { locator: target, written: true, repaired: false }
     }
   })
 

@@ -46,7 +46,27 @@ export interface Options {
    * `Effect.sleep` (under TestClock, advance the clock or use the live one).
    */
   readonly lease?: Duration.DurationInput | undefined
+  /**
+   * What a put that finds its content already stored checks before reporting
+   * it deduplicated (see `Heal`; default "size").
+   */
+  readonly heal?: Heal | undefined
 }
+
+/**
+ * How a put heals stored bytes that are missing or damaged, when it finds
+ * its content (or a block of it) already recorded. The put has the bytes,
+ * verified against the key, so it stores them again and reports `repaired`.
+ *
+ * - "size": one `head` per object found (the blob's, or each block's): a
+ *   missing object or one of the wrong size is re-stored. Cheap (a stat on
+ *   the fs store), and catches deleted and truncated objects, not a flipped
+ *   byte.
+ * - "verify": also reads each object found back and hashes it: catches any
+ *   corruption, at the cost of reading what the put would have skipped.
+ * - "off": trust the record (the behaviour before healing existed).
+ */
+export type Heal = "size" | "verify" | "off"
 
 /** Defaults of the options. */
 export const defaults = {
@@ -54,7 +74,8 @@ export const defaults = {
   bucket: "blobs",
   stagingPrefix: "staging",
   blockPrefix: "blocks",
-  lease: Duration.seconds(30)
+  lease: Duration.seconds(30),
+  heal: "size"
 } as const
 
 /** Options once checked. */
@@ -66,6 +87,7 @@ export interface Settings {
   readonly stagingPrefix: string
   readonly blockBase: BlobLocator.LocatorPrefix
   readonly leaseMillis: number
+  readonly heal: Heal
 }
 
 /** First path segments of content addresses, which the staging and block prefixes must not use. */
@@ -110,6 +132,10 @@ export const resolve = (options: Options): Either.Either<Settings, BlobError> =>
   }
   const wrong = Option.orElse(checkPrefixes(scheme, bucket, stagingPrefix, blockPrefix), () => checkLayout(layout))
   if (Option.isSome(wrong)) return Either.left(wrong.value)
+  const heal = options.heal ?? defaults.heal
+  if (heal !== "size" && heal !== "verify" && heal !== "off") {
+    return Either.left(fail("InvalidInput", "put", `heal must be "size", "verify" or "off", got ${JSON.stringify(heal)}`))
+  }
   const lease = Duration.decodeUnknown(options.lease ?? defaults.lease)
   if (Option.isNone(lease)) return Either.left(fail("InvalidInput", "put", "lease is not a duration"))
   const blockBase = BlobLocator.makePrefix(scheme, bucket, `${blockPrefix}/`)
@@ -121,6 +147,7 @@ export const resolve = (options: Options): Either.Either<Settings, BlobError> =>
     bucket,
     stagingPrefix,
     blockBase: blockBase.right,
-    leaseMillis: Duration.toMillis(lease.value)
+    leaseMillis: Duration.toMillis(lease.value),
+    heal
   })
 }

@@ -45,14 +45,16 @@ import { alternateLocator, contentLocator, reportedLocator, sameLocator } from "
 import * as BlobMeta from "./BlobMeta.js"
 import { type Cas, isStale, now } from "./context.js"
 import { fail, fromPortError } from "./errors.js"
-import { exists } from "./objects.js"
+import { damaged, discard, exists } from "./objects.js"
 import type { Settings } from "./options.js"
-import { atomically, compareAndSet, type Read, readBlob } from "./records.js"
+import { atomically, compareAndSet, type Read, readBlob, sameBytes } from "./records.js"
 
 /** What a put or assembly stored (before metrics and events). */
 export interface Stored {
   readonly locator: BlobLocator.BlobLocator
   readonly deduplicated: boolean
+  /** The content was recorded but its stored bytes were missing or damaged, and this put stored them again. */
+  readonly repaired?: boolean | undefined
 }
 
 /** Where a monolithic put's bytes are: the staging object until they are moved to their address. */
@@ -156,8 +158,14 @@ export const publishMonolithic = (
     for (let attempt = 0;; attempt++) {
       const read = yield* readBlob(cas, "put", key)
       const at = yield* now
-      const decision = yield* decide(cas, s, key, Option.getOrUndefined(read.record), token, at)
-      if (decision._tag === "Found") return decision.stored
+      const current = Option.getOrUndefined(read.record)
+      const decision = yield* decide(cas, s, key, current, token, at)
+      if (decision._tag === "Found") {
+        if (current?._tag !== "Live" || current.storage._tag !== "Monolithic") return decision.stored
+        const healed = yield* heal(cas, s, key, read, current.storage.locator, place)
+        if (Option.isSome(healed)) return healed.value
+        continue
+      }
       if (decision._tag === "Wait") {
         yield* backoff(attempt)
         continue
@@ -172,6 +180,35 @@ export const publishMonolithic = (
     }
   })
 
+/**
+ * The record read is Live at `target`: when its object is missing or
+ * damaged (as far as `s.heal` looks), the put's own verified bytes replace
+ * it. Some(stored) when the record is unchanged since (None: read again, a
+ * delete came meanwhile and the claim loop takes it from there, the bytes
+ * now at `place.source`).
+ */
+const heal = (
+  cas: Cas,
+  s: Settings,
+  key: BinaryKey.BinaryKey,
+  read: Read<BlobMeta.BlobRecord>,
+  target: BlobLocator.BlobLocator,
+  place: Place
+) =>
+  Effect.gen(function*() {
+    const stored: Stored = { locator: target, deduplicated: true }
+    if (!(yield* damaged(cas, "put", target, key, s.heal))) return Option.some(stored)
+    yield* Effect.uninterruptible(Effect.gen(function*() {
+      // Removed first: a move does not replace an object on every backend.
+      yield* discard(cas, target, "damaged bytes replaced by a put")
+      yield* Effect.mapError(cas.objects.move(place.source, target), fromPortError("put"))
+      place.source = target
+    }))
+    const again = yield* readBlob(cas, "put", key)
+    const unchanged = Option.isSome(again.raw) && sameBytes(again.raw, read.raw)
+    return unchanged ? Option.some<Stored>({ locator: target, deduplicated: false, repaired: true }) : Option.none()
+  })
+
 /** Publishes a chunked blob made of `blocks`, whose references the put holds; `onOwned` once the record owns them. */
 export const publishChunked = (
   cas: Cas,
@@ -179,7 +216,8 @@ export const publishChunked = (
   key: BinaryKey.BinaryKey,
   blocks: ReadonlyArray<BlobMeta.BlockRef>,
   contentType: string | undefined,
-  onOwned: () => void
+  onOwned: () => void,
+  repaired = false
 ) =>
   Effect.gen(function*() {
     const kvKey = BlobMeta.blobKey(key)
@@ -187,7 +225,11 @@ export const publishChunked = (
       const { raw, record } = yield* readBlob(cas, "put", key)
       const current = Option.getOrUndefined(record)
       const at = yield* now
-      if (current?._tag === "Live") return { locator: reportedLocator(key, current), deduplicated: true } satisfies Stored
+      if (current?._tag === "Live") {
+        // Blocks of it that were missing or damaged were stored again by this put (see acquireBlock).
+        const found: Stored = { locator: reportedLocator(key, current), deduplicated: !repaired, repaired }
+        return found
+      }
       if (current?._tag === "Pending" && !isStale(cas, current.since, at)) {
         yield* backoff(attempt)
         continue
@@ -207,6 +249,9 @@ export const publishChunked = (
           (ok) => ok ? Effect.sync(onOwned) : Effect.void
         )
       )
-      if (ok) return { locator: reportedLocator(key, live), deduplicated: false } satisfies Stored
+      if (ok) {
+        const stored: Stored = { locator: reportedLocator(key, live), deduplicated: false, repaired }
+        return stored
+      }
     }
   })

@@ -53,6 +53,8 @@ interface ChunkedPut {
   failure: BlobError | undefined
   offset: number
   newBytes: number
+  /** A block found recorded had missing or damaged bytes, which this put stored again. */
+  repaired: boolean
   /** Set once the blob record owns the references in `held`. */
   owned: boolean
 }
@@ -70,6 +72,7 @@ const writeBlock = (put: ChunkedPut, key: BinaryKey.BinaryKey, bytes: Uint8Array
       Effect.ensuring(Effect.sync(() => Lending.giveBack(bytes))),
       Effect.map((taken) => {
         if (taken.written) put.newBytes += bytes.length
+        if (taken.repaired) put.repaired = true
         return taken.locator
       }),
       Effect.tapError((e) => Effect.sync(() => (put.failure ??= e))),
@@ -121,7 +124,7 @@ const publish = (put: ChunkedPut, key: BinaryKey.BinaryKey, contentType: string 
       Effect.map(Deferred.await(e.slot), (locator): BlobMeta.BlockRef => ({ key: e.key, offset: e.offset, locator })))
     const stored = yield* publishChunked(put.cas, put.settings, key, manifest, contentType, () => {
       put.owned = true
-    })
+    }, put.repaired)
     return { ...stored, bytesWritten: put.newBytes, blocks: manifest.length } satisfies Published
   })
 
@@ -156,6 +159,7 @@ export const stage = (cas: Cas, s: Settings, plan: CheckedPlan, sizes: Chunker.C
       failure: undefined,
       offset: 0,
       newBytes: 0,
+      repaired: false,
       owned: false
     }
     yield* Effect.addFinalizer(() => stop(put))

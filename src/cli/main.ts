@@ -21,7 +21,7 @@ import { ls } from "./commands/ls.js"
 import { metrics } from "./commands/metrics.js"
 import { put } from "./commands/put.js"
 import { repair } from "./commands/repair.js"
-import { replicate } from "./commands/replicate.js"
+import { replicateCommand as replicate } from "./commands/replicate.js"
 import { migrate } from "./commands/migrate.js"
 import { rm } from "./commands/rm.js"
 import { stat } from "./commands/stat.js"
@@ -65,7 +65,7 @@ Commands:
                          resumable upload, spans in parallel; prints its id first
   uploads ls|status ID|abort ID|gc
                          uploads in progress; gc removes expired ones
-  replicate <key> --to <target>
+  replicate <key> --to <target>  |  replicate targets [rm NAME]
                          copy a blob to another store (embedded:<dir>|pg|s3), verified
   repair [key]           restore missing or corrupted blobs from their replicas
 
@@ -163,6 +163,18 @@ export const exitCode = (exit: Exit.Exit<void, AlreadyReported>): number => {
   if (Option.isSome(failure)) return failure.value.code
   process.stderr.write(`graviton: internal error (a bug; please report it):\n${Cause.pretty(exit.cause)}\n`)
   return ExitCode.Internal
+}
+
+// A step that cannot be interrupted (a store being opened, a filesystem call that never returns) must not keep
+// a signalled command alive: a second later it dies of the signal itself (issue #16). Not process.exit: it waits
+// for the thread pool, where such a call is stuck; with no listener left, the signal's default action ends it.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () =>
+    setTimeout(() => {
+      process.stderr.write(`graviton: still busy a second after ${signal}; stopping now\n`)
+      process.removeAllListeners(signal)
+      process.kill(process.pid, signal)
+    }, 1000).unref())
 }
 
 // A closed pipe on stdout (`graviton cat KEY | head`) ends the command quietly.

@@ -31,6 +31,12 @@ export interface BlobWriteResult {
   readonly size: number
   /** True when the content was already stored and nothing new was written. */
   readonly deduplicated: boolean
+  /**
+   * True when the content was recorded but its stored bytes were missing or
+   * damaged, and this put stored them again (then `deduplicated` is false).
+   * Absent from stores that do not heal.
+   */
+  readonly repaired?: boolean | undefined
 }
 
 /** What is known about an object at a locator. */

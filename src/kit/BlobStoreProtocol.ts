@@ -66,6 +66,8 @@ export interface Published {
   readonly bytesWritten: number
   /** Objects the blob is made of (default 1; the block count of a chunked blob). */
   readonly blocks?: number | undefined
+  /** Stored bytes that were missing or damaged were stored again (see BlobWriteResult.repaired). */
+  readonly repaired?: boolean | undefined
 }
 
 /** One put in progress, opened by `Raw.stage`. */
@@ -222,7 +224,13 @@ export const reportPut = (
         deduplicated: published.deduplicated
       })
     )
-    return { key, locator: published.locator, size: key.size, deduplicated: published.deduplicated } satisfies BlobWriteResult
+    return {
+      key,
+      locator: published.locator,
+      size: key.size,
+      deduplicated: published.deduplicated,
+      ...(published.repaired === true ? { repaired: true } : {})
+    } satisfies BlobWriteResult
   })
 
 /** Re-hashes a full read; a mismatch (length or digest) fails it with Corrupted after its last chunk. */

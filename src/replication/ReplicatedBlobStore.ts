@@ -67,6 +67,8 @@ export interface Options {
   readonly targets: ReadonlyArray<Replicator.Target>
   /** Read a full copy to the end before serving it, when a fallback exists (default true; see the module comment). */
   readonly verifyFirst?: boolean | undefined
+  /** Told when a replica has served a read the primary failed (after its last byte), e.g. to say so to a user. */
+  readonly onFallback?: ((served: { readonly key: BinaryKey.BinaryKey; readonly target: string; readonly primaryError: BlobError }) => Effect.Effect<void>) | undefined
 }
 
 /** True for primary failures a replica may cure. */
@@ -171,7 +173,13 @@ export const make = (options: Options): Effect.Effect<BlobStore["Type"], BlobErr
               Replicator.isBadCopy(e) ? forget(k, locator) : Effect.void
             )
           return guardFirstByte(
-            Stream.concat(bytes, Stream.execute(instrument.counter(fallbackReadsTotal, 1, { target: target.name, outcome: "served" }))),
+            Stream.concat(
+              bytes,
+              Stream.execute(Effect.zipRight(
+                instrument.counter(fallbackReadsTotal, 1, { target: target.name, outcome: "served" }),
+                options.onFallback?.({ key: k, target: target.name, primaryError }) ?? Effect.void
+              ))
+            ),
             (e) => Stream.unwrap(Effect.as(failed(e), fromReplicas(others, primaryError, [...tried, target.name]))),
             failed
           )

@@ -38,11 +38,29 @@
  * (UploadHashes), so that `complete` can skip reading the content back; any
  * other process, or one that lost track, reads it back instead.
  *
+ * Same source: `begin` may record a fingerprint of the source (`source`:
+ * any text the caller derives from it; the CLI uses a file's size,
+ * modification and change times, device and inode), and `resume(id, {
+ * source })` refuses another one with SourceChanged before a byte is sent.
+ * Whatever the caller says, each landed segment's sha256 is recorded
+ * (`uploads/<id>/segments/<start>`, hashed in the thread pool once the
+ * segment has landed), and a write that re-sends a landed segment is
+ * compared with it before anything is staged: the same bytes are skipped
+ * (re-sending stays harmless), other bytes fail with SourceChanged, and a
+ * write covering only part of a landed segment is refused (InvalidInput), as
+ * it could not be checked. So an upload never mixes two sources' bytes in
+ * what it has already received.
+ *
+ * Size: no upload may go past `maxUploadSize` (default 5 TiB, S3's largest
+ * object): a declared size or a write offset beyond it fails with
+ * InvalidInput (an unknown-size upload would otherwise accept any offset).
+ *
  * Expiry: every upload has a deadline (`ttl` after `begin`, default 24 h).
  * Past it, calls fail with NotFound and `expire` (the `graviton uploads gc`
  * command) removes it with its staged bytes.
  */
 import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -109,6 +127,27 @@ export class IncompleteUpload extends Schema.TaggedError<IncompleteUpload>("grav
   }
 }
 
+/**
+ * A resume or a re-sent segment from another source than the upload's: the
+ * recorded fingerprint differs, or re-sent bytes differ from the landed ones.
+ * Nothing was sent or staged by the call that failed.
+ */
+export class SourceChanged extends Schema.TaggedError<SourceChanged>("graviton/SourceChanged")("SourceChanged", {
+  id: Schema.String,
+  detail: Schema.String
+}) {
+  readonly reason = "InvalidInput" as const
+  override get message(): string {
+    return `upload ${this.id} was begun from another source, or its source changed since: ${this.detail}`
+  }
+}
+
+/** Options of `resume`. */
+export interface ResumeOptions {
+  /** The fingerprint of the source now (see BeginOptions.source); refused when it differs from the recorded one. */
+  readonly source?: string | undefined
+}
+
 /** Options of `begin`. */
 export interface BeginOptions {
   /** Total size, when known (writes past it fail; complete needs exactly it). */
@@ -119,6 +158,8 @@ export interface BeginOptions {
   readonly ttl?: Duration.DurationInput | undefined
   /** Content type recorded with the blob. */
   readonly contentType?: string | undefined
+  /** A fingerprint of the source (opaque text, at most 1024 characters), checked by `resume`. */
+  readonly source?: string | undefined
 }
 
 /** What is known about one upload. */
@@ -140,6 +181,8 @@ export interface UploadStatus {
   readonly segmentSize: number
   /** True while a `complete` holds the upload. */
   readonly completing: boolean
+  /** The source fingerprint recorded by `begin`, if any. */
+  readonly source: Option.Option<string>
 }
 
 /** Outcome of one `write`. */
@@ -153,14 +196,16 @@ export interface WriteResult {
 export class Uploads extends Context.Tag("graviton/Uploads")<Uploads, {
   /** Starts an upload; the id names it from any process. */
   readonly begin: (options?: BeginOptions) => Effect.Effect<string, BlobError>
-  /** Stores `bytes` at `offset` (any order, in parallel, re-sending is harmless). */
+  /** Stores `bytes` at `offset` (any order, in parallel; re-sending the same bytes is harmless, other bytes are refused). */
   readonly write: <E, R>(
     id: string,
     offset: number,
     bytes: Stream.Stream<Uint8Array, E, R>
-  ) => Effect.Effect<WriteResult, BlobError | E, R>
+  ) => Effect.Effect<WriteResult, BlobError | SourceChanged | E, R>
   /** Landed and missing ranges. */
   readonly status: (id: string) => Effect.Effect<UploadStatus, BlobError>
+  /** `status`, first checking that `source` is the fingerprint `begin` recorded (when both are known). */
+  readonly resume: (id: string, options?: ResumeOptions) => Effect.Effect<UploadStatus, BlobError | SourceChanged>
   /** Turns the landed bytes into a blob; fails with IncompleteUpload while a gap remains. */
   readonly complete: (id: string) => Effect.Effect<BlobWriteResult, BlobError | IncompleteUpload>
   /** Removes the upload and its staged bytes; aborting an unknown upload succeeds. */
@@ -179,7 +224,15 @@ export interface Options {
   readonly stagingPrefix?: BlobLocator.LocatorPrefix | undefined
   /** Default time to live of new uploads (default 24 hours). */
   readonly ttl?: Duration.DurationInput | undefined
+  /** Largest upload accepted, declared or written (default `DEFAULT_MAX_UPLOAD_SIZE`). */
+  readonly maxUploadSize?: number | undefined
 }
+
+/** Default largest upload: 5 TiB, the largest S3 object. */
+export const DEFAULT_MAX_UPLOAD_SIZE = 5 * 1024 ** 4
+
+/** Longest source fingerprint `begin` records. */
+const MAX_SOURCE_LENGTH = 1024
 
 // --- the upload record ------------------------------------------------------
 
@@ -190,6 +243,7 @@ const RecordWire = Schema.Struct({
   size: Schema.optional(Schema.NonNegativeInt),
   expectedKey: Schema.optional(Schema.String),
   contentType: Schema.optional(Schema.String),
+  source: Schema.optional(Schema.String),
   createdAt: Schema.NonNegativeInt,
   expiresAt: Schema.NonNegativeInt,
   staging: Schema.String,
@@ -206,6 +260,21 @@ const decoder = new TextDecoder("utf-8", { fatal: true })
 const encodeRecord = (r: UploadRecord): Uint8Array => encoder.encode(JSON.stringify(r))
 
 const ID = /^[0-9a-f]{32}$/
+
+/** Where the digests of an upload's landed segments are recorded: `uploads/<id>/segments/<start, 16 hex digits>`. */
+const segmentsPrefix = (id: string) => `${NAMESPACE}${id}/segments/`
+const segmentKey = (id: string, start: number) => segmentsPrefix(id) + start.toString(16).padStart(16, "0")
+
+/** A landed segment's record: its end and sha256 (`<end>:<hex>`). */
+interface SegmentDigest {
+  readonly end: number
+  readonly sha256: string
+}
+const encodeDigest = (d: SegmentDigest): Uint8Array => encoder.encode(`${d.end}:${d.sha256}`)
+const decodeDigest = (bytes: Uint8Array): SegmentDigest | undefined => {
+  const m = /^(\d+):([0-9a-f]{64})$/.exec(Either.getOrElse(Either.try(() => decoder.decode(bytes)), () => ""))
+  return m === null ? undefined : { end: Number(m[1]), sha256: m[2]! }
+}
 
 const fail = (reason: BlobError["reason"], method: string, description: string) =>
   new BlobError({ reason, backend: BACKEND, method, description })
@@ -252,6 +321,7 @@ export const make = (
         })
     })
     const defaultTtl = Duration.decode(options.ttl ?? DEFAULT_TTL)
+    const maxUploadSize = options.maxUploadSize ?? DEFAULT_MAX_UPLOAD_SIZE
     const hashes = UploadHashes.make()
 
     const recordKey = (id: string) => NAMESPACE + id
@@ -317,9 +387,37 @@ export const make = (
         expiresAt: new Date(record.expiresAt),
         staging: record.staging,
         segmentSize,
-        completing: record.completing !== undefined && now - record.completing.since <= Duration.toMillis(COMPLETE_LEASE)
+        completing: record.completing !== undefined && now - record.completing.since <= Duration.toMillis(COMPLETE_LEASE),
+        source: Option.fromNullable(record.source)
       }
     }
+
+    // --- segment digests --------------------------------------------------------
+
+    /** The digest recorded for the segment starting at `start`, if it landed with one. */
+    const landedDigest = (id: string, start: number) =>
+      Effect.map(
+        Effect.mapError(kv.get(segmentKey(id, start)), fromMetadataError("write")),
+        (raw) => Option.isSome(raw) ? decodeDigest(raw.value) : undefined
+      )
+
+    /** Hashes a landed segment's bytes (given back after) and records the digest. */
+    const recordDigest = (id: string, span: RangeSet.Span, bytes: ReadonlyArray<Uint8Array>) =>
+      Hashing.hashChunks("sha256", bytes).pipe(
+        Effect.ensuring(Effect.sync(() => {
+          for (const c of bytes) Lending.giveBack(c)
+        })),
+        Effect.flatMap((key) => kv.put(segmentKey(id, span.start), encodeDigest({ end: span.end, sha256: key.digest }))),
+        Effect.mapError(fromMetadataError("write"))
+      )
+
+    /** Removes the digests of an upload's segments. */
+    const clearDigests = (method: string, id: string) =>
+      kv.list(segmentsPrefix(id)).pipe(
+        Stream.mapEffect(([key]) => kv.delete(key), { concurrency: 8 }),
+        Stream.runDrain,
+        Effect.mapError(fromMetadataError(method))
+      )
 
     // --- begin ----------------------------------------------------------------
 
@@ -329,6 +427,12 @@ export const make = (
         const size = opts.size
         if (size !== undefined && (!Number.isSafeInteger(size) || size < 0)) {
           return yield* fail("InvalidInput", "begin", `size must be a non-negative integer, got ${size}`)
+        }
+        if ((size ?? opts.expectedKey?.size ?? 0) > maxUploadSize) {
+          return yield* fail("InvalidInput", "begin", `size ${size ?? opts.expectedKey?.size} is over the largest upload allowed (${maxUploadSize} bytes)`)
+        }
+        if (opts.source !== undefined && (typeof opts.source !== "string" || opts.source.length > MAX_SOURCE_LENGTH)) {
+          return yield* fail("InvalidInput", "begin", `the source fingerprint must be a string of at most ${MAX_SOURCE_LENGTH} characters`)
         }
         let expected: BinaryKey.BinaryKey | undefined
         if (opts.expectedKey !== undefined) {
@@ -355,6 +459,7 @@ export const make = (
           ...(size ?? expected?.size) === undefined ? {} : { size: (size ?? expected?.size)! },
           ...(expected === undefined ? {} : { expectedKey: BinaryKey.render(expected) }),
           ...(opts.contentType === undefined ? {} : { contentType: opts.contentType }),
+          ...(opts.source === undefined ? {} : { source: opts.source }),
           createdAt: now,
           expiresAt: now + Duration.toMillis(ttl.value),
           staging: s.name,
@@ -387,6 +492,9 @@ export const make = (
         const size = record.size
         if (size !== undefined && offset > size) {
           return yield* fail("InvalidInput", "write", `offset ${offset} is past the upload's size ${size}`)
+        }
+        if (offset > maxUploadSize) {
+          return yield* fail("InvalidInput", "write", `offset ${offset} is past the largest upload allowed (${maxUploadSize} bytes)`)
         }
         // Pull-based cutting: each segment is a stream that pulls from the input until its boundary,
         // so the input is never buffered beyond one chunk.
@@ -441,7 +549,7 @@ export const make = (
         }
         let position = offset
         let written = 0
-        const digests: Array<Fiber.RuntimeFiber<void>> = []
+        const digests: Array<Fiber.RuntimeFiber<void, BlobError>> = []
         let landed: RangeSet.RangeSet = RangeSet.empty
         while (true) {
           yield* fill
@@ -449,36 +557,56 @@ export const make = (
           if (size !== undefined && position >= size) {
             return yield* fail("InvalidInput", "write", `the bytes go past the upload's size ${size} (at offset ${position})`)
           }
-          const boundary = (Math.floor(position / s.segmentSize) + 1) * s.segmentSize
-          const limit = Math.min(boundary, size ?? Number.POSITIVE_INFINITY) - position
+          if (position >= maxUploadSize) {
+            return yield* fail("InvalidInput", "write", `the bytes go past the largest upload allowed (${maxUploadSize} bytes)`)
+          }
+          const cell = Math.floor(position / s.segmentSize) * s.segmentSize
+          const boundary = cell + s.segmentSize
+          const limit = Math.min(boundary, size ?? Number.POSITIVE_INFINITY, maxUploadSize) - position
           const announced = new RangeSet.Span({ start: position, end: position + limit })
+          // A segment that landed before: compare, never overwrite (see the module comment).
+          const prior = yield* landedDigest(id, cell)
+          if (prior !== undefined && prior.end > position) {
+            if (position !== cell) {
+              return yield* fail("InvalidInput", "write", `the bytes at ${position} re-send part of the landed segment [${cell}, ${prior.end}); re-send whole segments`)
+            }
+            const again = yield* Stream.runCollect(segmentBytes(prior.end - cell))
+            const got = Chunk.reduce(again, 0, (n, c) => n + c.length)
+            if (got !== prior.end - cell) {
+              return yield* fail("InvalidInput", "write", `the bytes at ${position} re-send part of the landed segment [${cell}, ${prior.end}); re-send whole segments`)
+            }
+            const key = yield* Hashing.hashChunks("sha256", Chunk.toReadonlyArray(again)).pipe(
+              Effect.ensuring(Effect.sync(() => Chunk.forEach(again, Lending.giveBack)))
+            )
+            if (key.digest !== prior.sha256) {
+              return yield* new SourceChanged({ id, detail: `the bytes re-sent for [${cell}, ${prior.end}) differ from those that landed` })
+            }
+            position = prior.end
+            continue
+          }
           const algorithm = hashes.writing(id, announced)
           // At the hashed frontier (and without per-segment keys), the whole-content hash takes the bytes as
           // they go by. Otherwise they are kept for it (and for the segment's own key, computed once it has
           // landed: sha256 in the thread pool, beside the main thread's work).
           const feed = algorithm === undefined || s.segmentKeys ? undefined : hashes.stream(id, announced)
           let fed = 0
+          // For UploadHashes when it asked for them (it gives them back once hashed).
+          const forHashes = algorithm !== undefined && feed === undefined
           const kept: Array<Uint8Array> = []
           let keptBytes = 0
-          const segment = algorithm === undefined
-            ? segmentBytes(limit)
-            : feed !== undefined
-            ? Stream.mapChunks(segmentBytes(limit), (chunks) => {
-              for (const c of chunks) {
-                feed(c)
-                fed += c.length
-              }
-              return chunks
-            })
-            : Stream.mapChunks(segmentBytes(limit), (chunks) => {
-              for (const c of chunks) {
-                // Kept past the write, which gives a lent chunk back: UploadHashes gives it back once hashed (see Lending).
-                Lending.retain(c)
-                kept.push(c)
-                keptBytes += c.length
-              }
-              return chunks
-            })
+          const segment = Stream.mapChunks(segmentBytes(limit), (chunks) => {
+            for (const c of chunks) {
+              if (feed !== undefined) feed(c)
+              fed += c.length
+              // Kept past the write, which gives a lent chunk back, for the segment's digest (and UploadHashes):
+              // each holder gives it back once hashed (see Lending).
+              Lending.retain(c)
+              if (forHashes) Lending.retain(c)
+              kept.push(c)
+              keptBytes += c.length
+            }
+            return chunks
+          })
           const span = yield* s.writeSegment(id, record.state, position, segment, size).pipe(
             Effect.onExit((exit) =>
               Effect.sync(() => {
@@ -492,8 +620,16 @@ export const make = (
             ),
             Effect.catchAll((e): Effect.Effect<never, BlobError | E> => Option.isSome(failure) ? Effect.fail(failure.value) : Effect.fail(e))
           )
-          if (Option.isNone(span)) break
-          if (algorithm !== undefined && feed === undefined && keptBytes === span.value.length) {
+          if (Option.isNone(span) || keptBytes !== span.value.length) {
+            for (const c of kept) Lending.giveBack(c)
+            if (forHashes) for (const c of kept) Lending.giveBack(c)
+            if (Option.isNone(span)) break
+          } else {
+            // In the thread pool, beside the next segment's write; recorded before this write returns.
+            const at = span.value
+            digests.push(yield* Effect.fork(recordDigest(id, at, kept)))
+          }
+          if (forHashes && keptBytes === span.value.length) {
             const at = span.value
             if (s.segmentKeys) {
               // In the background: the next segment streams while this one is digested.
@@ -524,8 +660,20 @@ export const make = (
         return statusOf(id, record, landed, yield* Clock.currentTimeMillis)
       }).pipe(instrument.observe("status"))
 
+    const resume = (id: string, opts: ResumeOptions = {}) =>
+      Effect.gen(function*() {
+        const { record } = yield* readLive("resume", id)
+        if (opts.source !== undefined && record.source !== undefined && opts.source !== record.source) {
+          return yield* new SourceChanged({ id, detail: `recorded ${record.source}, now ${opts.source}` })
+        }
+        const landed = yield* landedOf("resume", id, record)
+        return statusOf(id, record, landed, yield* Clock.currentTimeMillis)
+      }).pipe(instrument.observe("resume"))
+
     const list: Stream.Stream<UploadStatus, BlobError> = kv.list(NAMESPACE).pipe(
       Stream.mapError(fromMetadataError("list")),
+      // Segment digests live under the same namespace (uploads/<id>/segments/...).
+      Stream.filter(([key]) => ID.test(key.slice(NAMESPACE.length))),
       Stream.mapEffect(([key]) =>
         read("list", key.slice(NAMESPACE.length)).pipe(
           Effect.flatMap(({ record }) =>
@@ -548,6 +696,7 @@ export const make = (
         const s = yield* useStaging(method)
         hashes.forget(id)
         yield* s.abort(id, record.state)
+        yield* clearDigests(method, id)
         yield* Effect.mapError(ranges.clear(id), fromMetadataError(method))
         yield* Effect.mapError(kv.delete(recordKey(id)), fromMetadataError(method))
         yield* instrument.counter(metrics.aborted, 1, { why })
@@ -570,6 +719,7 @@ export const make = (
       const now = yield* Clock.currentTimeMillis
       const expired = yield* kv.list(NAMESPACE).pipe(
         Stream.mapError(fromMetadataError("expire")),
+        Stream.filter(([key]) => ID.test(key.slice(NAMESPACE.length))),
         Stream.filterMap(([key, bytes]) => {
           const record = Either.flatMap(Either.try(() => decoder.decode(bytes)), (t) => decodeRecord(t))
           return Either.isRight(record) && now > record.right.expiresAt
@@ -663,13 +813,14 @@ export const make = (
               : giveBack
           })
         )
+        yield* clearDigests("complete", id)
         yield* Effect.mapError(ranges.clear(id), fromMetadataError("complete"))
         yield* Effect.mapError(kv.delete(recordKey(id)), fromMetadataError("complete"))
         yield* instrument.counter(metrics.completed)
         return result
       }).pipe(instrument.observe("complete"))
 
-    return Uploads.of({ begin, write, status, complete, abort, list, expire })
+    return Uploads.of({ begin, write, status, resume, complete, abort, list, expire })
   })
 
 /** Uploads over the ports in the context (see `make`). */

@@ -240,7 +240,7 @@ describe("graviton CLI (other stores and layouts)", () => {
     const exited = new Promise<number | null>((resolve) => child.on("close", resolve))
     child.stdin.write(randomBytes(64 * 1024))
     // Its staging file appears once the store is open and bytes are flowing.
-    const staging = () => filesUnder(path.join(home, "blobs")).filter((f) => f.includes(`${path.sep}.graviton${path.sep}tmp`))
+    const staging = () => filesUnder(home).filter((f) => f.includes(`${path.sep}.graviton${path.sep}tmp`))
     for (let i = 0; i < 600 && staging().length === 0; i++) await new Promise((r) => setTimeout(r, 50))
     expect(staging().length).toBe(1)
 

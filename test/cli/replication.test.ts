@@ -21,10 +21,10 @@ const graviton = (cwd: string, args: ReadonlyArray<string>) => {
   return { status: run.status, stdout: run.stdout.toString(), stderr: run.stderr.toString() }
 }
 
-/** The primary's object file of a key (embedded: <home>/blobs/<bucket>/sha256/<2 hex>/<hex>). */
+/** The primary's object file of a key (embedded: <home>/blobs/sha256/<2 hex>/<hex>). */
 const objectFile = (cwd: string, key: string) => {
   const hex = key.split(":")[1]!
-  return path.join(cwd, "primary", "blobs", "blobs", "sha256", hex.slice(0, 2), hex)
+  return path.join(cwd, "primary", "blobs", "sha256", hex.slice(0, 2), hex)
 }
 
 const setup = () => {

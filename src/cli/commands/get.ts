@@ -17,6 +17,8 @@ import * as OutputFile from "../outputFile.js"
 import * as Output from "../output.js"
 import * as Progress from "../progress.js"
 import { withStore } from "../session.js"
+import type * as Stores from "../stores.js"
+import { readerFor } from "./replicate.js"
 
 const output = Options.text("output").pipe(
   Options.withAlias("o"),
@@ -27,12 +29,13 @@ const output = Options.text("output").pipe(
   Options.optional
 )
 
-const read = (keyText: string, target: Option.Option<string>, json: boolean) =>
+const read = (keyText: string, target: Option.Option<string>, json: boolean, settings: Stores.StoreSettings) =>
   Effect.gen(function*() {
     const key = yield* Keys.parse(keyText)
     // Stat first: a missing key fails before any output file is created, and the size drives progress.
     const stat = yield* Keys.statOrFail(key)
-    const store = yield* BlobStore
+    // A key with replicas on remembered targets falls back to them (see replicate.ts readerFor).
+    const store = yield* readerFor(key, yield* BlobStore, settings)
     const progress = yield* Progress.make(Option.isSome(target) ? "get" : "cat", Option.some(stat.size))
     const stream = progress.track(store.get(key))
     const started = performance.now()
@@ -56,7 +59,7 @@ const read = (keyText: string, target: Option.Option<string>, json: boolean) =>
 export const get = Command.make("get", { ...Globals.options, key: Keys.arg, output }, (args) =>
   Effect.flatMap(
     Globals.resolve(args),
-    (globals) => withStore(globals, read(args.key, args.output, globals.json))
+    (globals) => withStore(globals, read(args.key, args.output, globals.json, globals.settings))
   )).pipe(
     Command.withDescription("Read a blob, verified against its key, into a file (-o) or to standard output")
   )
@@ -65,7 +68,7 @@ export const get = Command.make("get", { ...Globals.options, key: Keys.arg, outp
 export const cat = Command.make("cat", { ...Globals.options, key: Keys.arg }, (args) =>
   Effect.flatMap(
     Globals.resolve(args),
-    (globals) => withStore(globals, read(args.key, Option.none(), globals.json))
+    (globals) => withStore(globals, read(args.key, Option.none(), globals.json, globals.settings))
   )).pipe(
     Command.withDescription("Write a blob to standard output, verified against its key (non-zero exit if corrupted)")
   )

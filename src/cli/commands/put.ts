@@ -43,13 +43,16 @@ export const put = Command.make("put", { ...Globals.options, file, algorithm }, 
             key,
             size: result.size,
             deduplicated: result.deduplicated,
+            repaired: result.repaired === true,
             locator: BlobLocator.render(result.locator),
             seconds: Math.round(seconds * 1000) / 1000
           })
         }
         yield* Output.line(key)
         yield* Output.note(
-          result.deduplicated
+          result.repaired === true
+            ? `repaired: ${input.name} (${Output.formatBytes(result.size)}) was stored with missing or damaged bytes; stored them again`
+            : result.deduplicated
             ? `deduplicated: ${input.name} (${Output.formatBytes(result.size)}) is already stored; nothing new written`
             : `stored ${input.name} (${Output.formatBytes(result.size)}) in ${seconds.toFixed(2)} s${
               result.size >= 1024 * 1024 ? `, ${Output.formatRate(result.size, seconds)}` : ""

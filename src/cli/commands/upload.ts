@@ -4,6 +4,14 @@
  * sent, so that a killed or interrupted upload can be resumed from another
  * process: `--resume ID` asks the store what has landed and sends only the
  * missing ranges, cut at the store's segment boundaries, N at a time.
+ *
+ * An upload records the file it was begun from (size, modification and
+ * change times, device, inode: `fingerprint`), and `--resume` refuses, with
+ * exit 2 and before sending a byte, another file or a changed one. It then
+ * re-sends the last landed segment, which Uploads compares with that
+ * segment's recorded digest without storing it: one segment read back
+ * proves the bytes too, for uploads begun without a fingerprint and for a
+ * change that kept the times (a clock set back).
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
@@ -12,6 +20,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import type { BigIntStats } from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as BinaryKey from "../../core/BinaryKey.js"
 import * as BlobLocator from "../../core/BlobLocator.js"
@@ -129,15 +138,37 @@ export const spansToSend = (missing: RangeSet.RangeSet, segment: number): Readon
   return out
 }
 
-const openFile = (name: string): Effect.Effect<{ handle: fsp.FileHandle; size: number }, CliFailure, Scope.Scope> =>
+/** What identifies a file's content without reading it: the times change with any write (ctime cannot be set back). */
+export const fingerprint = (stat: BigIntStats): string =>
+  `file:size=${stat.size};mtime=${stat.mtimeNs};ctime=${stat.ctimeNs};dev=${stat.dev};ino=${stat.ino}`
+
+/** The way out of a refused resume. */
+const startOver = (id: string, name: string) =>
+  `start a new upload instead: graviton upload ${name} (and drop this one: graviton uploads abort ${id})`
+
+/** The last whole segment that landed (cut at multiples of `segment`), if any. */
+export const lastLanded = (landed: RangeSet.RangeSet, segment: number): RangeSet.Span | undefined => {
+  const last = landed[landed.length - 1]
+  if (last === undefined || segment <= 0) return undefined
+  const start = Math.max(last.start, Math.floor((last.end - 1) / segment) * segment)
+  return start % segment === 0 ? new RangeSet.Span({ start, end: last.end }) : undefined
+}
+
+const openFile = (name: string, resuming: boolean): Effect.Effect<{ handle: fsp.FileHandle; size: number; source: string }, CliFailure, Scope.Scope> =>
   Effect.gen(function*() {
+    const pipe = resuming
+      ? `cannot resume from ${name}: not a regular file (a pipe or stdin cannot be read again); start over with graviton put, or save it to a file and run graviton upload FILE`
+      : `cannot upload ${name}: not a regular file (use put for pipes)`
+    if (name === "-") return yield* fail(ExitCode.Usage, pipe)
     const handle = yield* Effect.acquireRelease(
       Effect.tryPromise({ try: () => fsp.open(name, "r"), catch: (e) => fileFailure("read", name, e) }),
       (h) => Effect.promise(() => h.close().catch(() => undefined))
     )
-    const stat = yield* Effect.tryPromise({ try: () => handle.stat(), catch: (e) => fileFailure("read", name, e) })
-    if (!stat.isFile()) return yield* fail(ExitCode.Usage, `cannot upload ${name}: not a regular file (use put for pipes)`)
-    return { handle, size: stat.size }
+    const stat = yield* Effect.tryPromise({ try: () => handle.stat({ bigint: true }), catch: (e) => fileFailure("read", name, e) })
+    if (!stat.isFile()) {
+      return yield* fail(ExitCode.Usage, pipe)
+    }
+    return { handle, size: Number(stat.size), source: fingerprint(stat) }
   })
 
 /** The `upload` command. */
@@ -159,16 +190,24 @@ export const upload = Command.make("upload", { ...Globals.options, file, resume,
       globals,
       Effect.gen(function*() {
         const uploads = yield* Uploads
-        const { handle, size } = yield* openFile(args.file)
+        const { handle, size, source } = yield* openFile(args.file, Option.isSome(args.resume))
         const id = yield* Option.match(args.resume, {
-          onNone: () => uploads.begin({ size }),
+          onNone: () => uploads.begin({ size, source }),
           onSome: Effect.succeed
         })
-        const status = yield* uploads.status(id)
+        const refused = (detail: string) =>
+          fail(ExitCode.Usage, `upload ${id} was begun from another file, or ${args.file} changed since (${detail}); ${startOver(id, args.file)}`)
+        const status = yield* uploads.resume(id, { source }).pipe(
+          Effect.catchTag("SourceChanged", () => refused("its size, times, device or inode differ"))
+        )
         if (Option.isSome(status.size) && status.size.value !== size) {
-          return yield* fail(
-            ExitCode.Usage,
-            `upload ${id} is for ${status.size.value} bytes but ${args.file} has ${size}; is it the same file?`
+          return yield* refused(`the upload is for ${status.size.value} bytes and the file has ${size}`)
+        }
+        const proof = lastLanded(status.landed, status.segmentSize)
+        if (Option.isSome(args.resume) && proof !== undefined) {
+          // Compared with the landed segment's digest, stored nothing: see the module comment.
+          yield* uploads.write(id, proof.start, readRange(handle, args.file, proof.start, proof.end)).pipe(
+            Effect.catchTag("SourceChanged", () => refused(`its bytes in [${proof.start}, ${proof.end}) differ from those that landed`))
           )
         }
         // Before any byte: whoever kills this process can still resume.
@@ -182,6 +221,7 @@ export const upload = Command.make("upload", { ...Globals.options, file, resume,
           spans,
           (span) =>
             uploads.write(id, span.start, progress.track(limit(readRange(handle, args.file, span.start, span.end, pool)))).pipe(
+              Effect.catchTag("SourceChanged", (e) => refused(e.detail)),
               // With what this process has read so far, so that a kill can be accounted for (bench/uploads.ts).
               Effect.tap(() => args.verbose ? Output.note(`stored ${span} (sent ${progress.bytes()} bytes)`) : Effect.void)
             ),

@@ -91,7 +91,8 @@ export const verify = Command.make("verify", { ...Globals.options, key }, (args)
         if (bad.length > 0) {
           return yield* fail(
             ExitCode.Corrupted,
-            `verification failed: ${bad.length} of ${checked} blob${checked === 1 ? "" : "s"} corrupted or missing`
+            `verification failed: ${bad.length} of ${checked} blob${checked === 1 ? "" : "s"} corrupted or missing; ` +
+              `putting the same content again repairs a blob (graviton put FILE), or a replica does (graviton repair)`
           )
         }
       })

@@ -30,14 +30,14 @@ import { MutableObjectStore } from "../../../src/ports/ObjectStore.js"
 import { UploadStaging } from "../../../src/ports/UploadStaging.js"
 import * as Uploads from "../../../src/uploads/Uploads.js"
 import { tempDir } from "../../blobs/fixtures.js"
-import { chunked, collect, concat, randomBytes, sameBytes } from "../../../src/testing/bytes.js"
+import { chunked, collect, randomBytes, sameBytes } from "../../../src/testing/bytes.js"
 import { stagedObjects } from "../../uploads/fixtures.js"
 
 const seg = 64 * 1024
 const home = tempDir("fs-upload-staging-")
 const layer = Uploads.layer().pipe(Layer.provideMerge(EmbeddedStore.layer({ home, uploadSegmentSize: seg })))
 const staged = stagedObjects("file", "blobs", "staging/uploads/")
-const dataFileIn = (home: string) => (id: string) => path.join(home, "blobs", "blobs", "staging", "uploads", id, FsUploadStaging.DATA)
+const dataFileIn = (home: string) => (id: string) => path.join(home, "blobs", "staging", "uploads", id, FsUploadStaging.DATA)
 const dataFile = dataFileIn(home)
 /** Waits until the upload's file holds at least `bytes` (a writer in flight has written that far). */
 const untilFileHolds = (id: string, bytes: number) =>
@@ -129,16 +129,17 @@ describe("FsUploadStaging", () => {
         expect(sameBytes(yield* collect((yield* BlobStore).get(result.key)), bytes)).toBe(true)
       }))
 
-    it.effect("a re-sent span with other bytes: the blob is what the file holds, under its own key", () =>
+    it.effect("a re-sent landed span with other bytes is refused (SourceChanged) and overwrites nothing", () =>
       Effect.gen(function*() {
         const uploads = yield* Uploads.Uploads
         const first = randomBytes(2 * seg, 13)
         const other = randomBytes(seg, 14)
         const id = yield* uploads.begin({ size: 2 * seg })
         yield* write(id, first, 0)
-        // Overwrites bytes this process already hashed: that hash must not be trusted.
-        yield* write(id, other, 0)
-        const final = concat([other, first.subarray(seg)])
+        // Would overwrite landed bytes in place (a mixed blob): compared with the landed segment's digest instead.
+        const refused = yield* Effect.flip(write(id, other, 0))
+        expect(refused._tag).toBe("SourceChanged")
+        const final = first
         const result = yield* uploads.complete(id)
         expect(String(result.key)).toBe(String(sha256Key(final)))
         expect(sameBytes(yield* collect((yield* BlobStore).get(result.key)), final)).toBe(true)
