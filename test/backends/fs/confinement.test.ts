@@ -92,8 +92,8 @@ describe("fs store confinement", () => {
       const outside = yield* tempRoot("fs-staging-outside")
       const result = yield* Effect.gen(function*() {
         const staging = yield* UploadStaging
-        NFS.mkdirSync(join(home, "blobs", "blobs", "staging"), { recursive: true })
-        NFS.symlinkSync(outside, join(home, "blobs", "blobs", "staging", "uploads"))
+        NFS.mkdirSync(join(home, "blobs", "staging"), { recursive: true })
+        NFS.symlinkSync(outside, join(home, "blobs", "staging", "uploads"))
         const begin = yield* Effect.match(staging.begin("upload-1", 3), { onFailure: (e) => e.reason as string, onSuccess: () => "succeeded" })
         // Even if an upload directory was already there (planted by hand), writing into it is refused too.
         NFS.mkdirSync(join(outside, "upload-2"))
@@ -268,7 +268,7 @@ describe("fs store confinement", () => {
       const staged = yield* Effect.gen(function*() {
         const staging = yield* UploadStaging
         yield* staging.begin("u", 1)
-        return mode(join(home, "blobs", "blobs", "staging", "uploads", "u", "data"))
+        return mode(join(home, "blobs", "staging", "uploads", "u", "data"))
       }).pipe(Effect.provide(EmbeddedStore.layer({ home })))
       expect(staged).toBe(0o600)
       recordFault({

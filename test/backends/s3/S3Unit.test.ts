@@ -251,10 +251,11 @@ describe("S3Config.config", () => {
 describe("S3Capabilities", () => {
   const of = (options: S3Config.S3ClientOptions) => S3Capabilities.of(Either.getOrThrow(S3Config.resolve(options)))
 
-  it("AWS S3: no rename, server-side copies, multipart, conditional writes, every head field, objects up to 5 TiB", () => {
+  it("AWS S3: no rename, server-side copies, multipart, conditional writes, every head field, objects up to 10,000 parts of maxPartSize (about 492 GiB with the default 64 MiB cap)", () => {
     const c = of({ bucket: "my-bucket" })
     expect([c.nativeMove, c.nativeCopy, c.multipart, c.conditionalWrite, c.rangedRead, c.fileAndPrefix]).toEqual([false, true, true, true, true, true])
-    expect([c.contentType, c.metadata, c.etag, c.lastModified, c.encryption, c.maxObjectSize]).toEqual([true, true, true, true, "none", 5 * TiB])
+    expect([c.contentType, c.metadata, c.etag, c.lastModified, c.encryption, c.maxObjectSize]).toEqual([true, true, true, true, "none", 528_482_304_000])
+    expect(of({ bucket: "my-bucket", maxPartSize: 128 * MiB }).maxObjectSize).toBeGreaterThan(528_482_304_000)
   })
 
   it("follows the configuration: encryption, conditional writes, equal parts", () => {
