@@ -5,7 +5,7 @@
  */
 import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
 import { type MetricReader } from "@opentelemetry/sdk-metrics"
-import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
+import { BatchSpanProcessor, InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 
@@ -15,9 +15,10 @@ import type * as Layer from "effect/Layer"
  * flushed. Read the spans inside the layer's scope: closing it shuts the
  * exporter down, which empties it.
  */
-export const makeTracing = (metricReader?: MetricReader) => {
+export const makeTracing = (metricReader?: MetricReader, options: { readonly batch?: boolean } = {}) => {
   const exporter = new InMemorySpanExporter()
-  const processor = new SimpleSpanProcessor(exporter)
+  // Batching, as a deployment does (the benchmarks); the tests export each span as it ends.
+  const processor = options.batch === true ? new BatchSpanProcessor(exporter) : new SimpleSpanProcessor(exporter)
   const layer = NodeSdk.layer(() => ({
     resource: { serviceName: "graviton-test" },
     spanProcessor: processor,
