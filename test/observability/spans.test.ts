@@ -170,6 +170,8 @@ describe("spans of a CAS put and get", () => {
       const pages = descendants(find(get, "graviton.ObjectStore.get")).filter((n) => n.name === "sql.execute")
       expect(pages.length).toBeGreaterThanOrEqual(2)
 
+      // The scan sees attribute values (the blob key is one), and finds neither the password nor the URL.
+      expect(leaks(spans, [BinaryKey.render(stored.key)])).not.toEqual([])
       expect(leaks(spans, [password, db.url])).toEqual([])
     }))
 })
@@ -226,6 +228,7 @@ describe("spans of an S3 multipart put", () => {
       expect(parts.map((n) => n.attributes["aws.s3.part_number"]).sort()).toEqual([1, 2])
       expect(parts.map((n) => n.attributes["graviton.bytes"]).sort((a, b) => Number(a) - Number(b))).toEqual([1000, 5 * MiB])
 
+      expect(leaks(spans, [BinaryKey.render(stored.key)])).not.toEqual([])
       expect(leaks(spans, [customerKey, customerKeyHex])).toEqual([])
     }), 120_000)
 })
