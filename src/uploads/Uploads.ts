@@ -319,7 +319,10 @@ export const make = (
           if (prefix === undefined) {
             return fail("InvalidInput", "begin", "no staging location: give Uploads a stagingPrefix (the BlobStore offers none)")
           }
-          return ObjectStaging.make({ objects: objects.value, blobs: blobs.value, assembly, prefix, segmentSize: options.segmentSize })
+          return TracingPorts.uploadStaging(
+            BACKEND,
+            ObjectStaging.make({ objects: objects.value, blobs: blobs.value, assembly, prefix, segmentSize: options.segmentSize })
+          )
         })
     })
     const defaultTtl = Duration.decode(options.ttl ?? DEFAULT_TTL)
