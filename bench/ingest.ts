@@ -21,8 +21,14 @@
  * Sizes: 1 GiB (BENCH_QUICK=1: 64 MiB). BENCH_HUGE=1 adds 4 GiB: peak RSS,
  * and the CLI's throughput once its fixed start-up is spread over 4x the bytes.
  * BENCH_LAYOUTS=monolithic limits the layouts; BENCH_ALGORITHM=blake3 switches the hash.
+ *
+ * Tracing (docs/observability.md): the in-process put with no tracer
+ * installed ("off") and with @effect/opentelemetry recording every span into
+ * an in-memory exporter ("on"), each against the same put through the
+ * BlobStore as built without its span wrapper (TracingPorts.untraced).
  */
 import * as Effect from "effect/Effect"
+import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Stream from "effect/Stream"
 import { createBLAKE3 } from "hash-wasm"
 import { spawn, spawnSync } from "node:child_process"
@@ -37,6 +43,8 @@ import * as Stores from "../src/cli/stores.js"
 import * as BinaryKey from "../src/core/BinaryKey.js"
 import type { HashAlgorithm } from "../src/core/BinaryKey.js"
 import { BlobStore } from "../src/ports/BlobStore.js"
+import { untraced } from "../src/kit/TracingPorts.js"
+import { makeTracing } from "../test/observability/fixtures.js"
 import * as Bench from "./harness.js"
 
 const MiB = 1024 * 1024
@@ -178,19 +186,29 @@ const hashOnlyOf = (file: string, bytes: number) => async () => Bench.mbps(bytes
 const settings = (layout: "monolithic" | "chunked", home: string) =>
   EmbeddedStore.layer({ home, layout: Stores.casLayout(layout), algorithm })
 
+/** How the in-process put runs: as shipped (no tracer), without the BlobStore's span wrapper, or traced into memory. */
+type Tracing = "off" | "unwrapped" | "on"
+
+const tracing = makeTracing(undefined, { batch: true })
+const tracingRuntime = ManagedRuntime.make(tracing.layer)
+
 /** The CLI's put pipeline (file source → BlobStore.put) in this process; only the transfer is timed. */
-const putInProcess = (layout: "monolithic" | "chunked") => async () => {
+const putInProcess = (layout: "monolithic" | "chunked", mode: Tracing = "off") => async () => {
   const home = freshHome()
+  const tracer = mode === "on" ? await tracingRuntime.runPromise(Effect.tracer) : undefined
   spawnSync("sync")
+  const put = Effect.scoped(Effect.gen(function*() {
+    const shipped = yield* BlobStore
+    const store = mode === "unwrapped" ? untraced(shipped) : shipped
+    const started = performance.now()
+    const file = yield* Io.fileInput(input)
+    yield* Stream.run(file.stream, store.put({ algorithm }))
+    return (performance.now() - started) / 1000
+  }))
   const seconds = await Effect.runPromise(
-    Effect.scoped(Effect.gen(function*() {
-      const store = yield* BlobStore
-      const started = performance.now()
-      const file = yield* Io.fileInput(input)
-      yield* Stream.run(file.stream, store.put({ algorithm }))
-      return (performance.now() - started) / 1000
-    })).pipe(Effect.provide(settings(layout, home)))
+    (tracer === undefined ? put : Effect.withTracer(put, tracer)).pipe(Effect.provide(settings(layout, home)))
   )
+  tracing.exporter.reset()
   await fsp.rm(home, { recursive: true, force: true })
   return Bench.mbps(size, seconds)
 }
@@ -278,6 +296,18 @@ try {
       ours: putInProcess(layout),
       baseline: copyFile
     })
+
+    for (const mode of ["off", "on"] as const) {
+      await Bench.compare({
+        name: name(`put.inprocess.tracing-${mode}`),
+        unit: "MB/s",
+        baselineName: "the same put, BlobStore without its span wrapper",
+        higherIsBetter: true,
+        runs,
+        ours: putInProcess(layout, mode),
+        baseline: putInProcess(layout, "unwrapped")
+      })
+    }
 
     // One stored copy serves every get run of this layout.
     const home = freshHome()
@@ -378,5 +408,6 @@ try {
     }
   }
 } finally {
+  await tracingRuntime.dispose()
   fs.rmSync(work, { recursive: true, force: true })
 }

@@ -21,6 +21,13 @@
  *   only one put, for three object sizes (16 MiB, 256 MiB, 1 GiB), to show
  *   memory does not grow with size.
  *
+ * - pg.tracing.{off,on}.* (ops/s, MB/s): small writes, KV puts and the large
+ *   put with no tracer installed ("off") and with @effect/opentelemetry
+ *   recording every span into an in-memory exporter ("on"), each against
+ *   the same calls on the ports as the backend built them without their
+ *   span wrappers (TracingPorts.untraced; the statement-level check, one
+ *   fiber-ref read per statement, is in both);
+ *
  * BENCH_PG_ONLY=kv,write (comma-separated substrings of the names) runs only
  * the matching comparisons, for iterating on one of them.
  */
@@ -31,13 +38,16 @@ import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
+import type * as Tracer from "effect/Tracer"
 import { fileURLToPath } from "node:url"
 import * as Pg from "pg"
 import * as PgLayers from "../src/backends/pg/PgLayers.js"
 import * as BlobLocator from "../src/core/BlobLocator.js"
 import { KeyValueStore } from "../src/ports/KeyValueStore.js"
 import { ImmutableObjectStore, MutableObjectStore } from "../src/ports/ObjectStore.js"
+import { untraced } from "../src/kit/TracingPorts.js"
 import { startCluster } from "../test/harness/pgCluster.js"
+import { makeTracing } from "../test/observability/fixtures.js"
 import { type Comparison, compare as compareAll, mbps, peakRssMiB, quick, single, size, time } from "./harness.js"
 
 const only = (process.env.BENCH_PG_ONLY ?? "").split(",").filter((s) => s.length > 0)
@@ -397,6 +407,69 @@ const main = async (): Promise<void> => {
           }
         })
     })
+
+    // Tracing off (no tracer) and on (in-memory exporter), each against the unwrapped ports.
+    const tracing = makeTracing(undefined, { batch: true })
+    const tracingRuntime = ManagedRuntime.make(tracing.layer)
+    try {
+      const tracer = await tracingRuntime.runPromise(Effect.tracer)
+      type Mode = "off" | "on" | "unwrapped"
+      const inMode = <A, E>(mode: Mode, effect: (unwrap: <P extends object>(port: P) => P) => Effect.Effect<A, E, MutableObjectStore | KeyValueStore>) => {
+        const body = effect(mode === "unwrapped" ? untraced : (port) => port)
+        return run(mode === "on" ? Effect.withTracer(body, tracer as Tracer.Tracer) : body).finally(() => tracing.exporter.reset())
+      }
+      let tracingRound = 0
+      const ops = (
+        count: number,
+        one: (s: MutableObjectStore["Type"], kv: KeyValueStore["Type"], r: number, i: number) => Effect.Effect<unknown, unknown>
+      ) =>
+      (mode: Mode) =>
+      async () => {
+        const r = ++tracingRound
+        const seconds = await time(() =>
+          inMode(mode, (unwrap) =>
+            Effect.flatMap(Effect.all([MutableObjectStore, KeyValueStore]), ([s, kv]) =>
+              Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) => one(unwrap(s), unwrap(kv), r, i), { discard: true })))
+        )
+        return count / seconds
+      }
+      const cases = [
+        ["object.write.1KiB", ops(smallCount, (s, _, r, i) => s.write(locator(`trace/${r}/${i}`), small))],
+        ["kv.put", ops(kvCount, (_, kv, r, i) => kv.put(`trace/${r}/${i}`, value))]
+      ] as const
+      for (const mode of ["off", "on"] as const) {
+        for (const [what, measure] of cases) {
+          await compare({
+            name: `pg.tracing.${mode}.${what}`,
+            unit: "ops/s",
+            baselineName: "the same calls, ports without span wrappers",
+            higherIsBetter: true,
+            // More runs than the others: the differences sought are a few per cent.
+            runs: 5,
+            ours: measure(mode),
+            baseline: measure("unwrapped")
+          })
+        }
+        const bigPut = (m: Mode) => async () => {
+          await settle(`trace/${m}`)
+          return mbps(big, await time(() =>
+            inMode(m, (unwrap) =>
+              Effect.flatMap(MutableObjectStore, (s) => Stream.run(pieceStream(big), unwrap(s).put(locator(`trace/${m}`)))))
+          ))
+        }
+        await compare({
+          name: `pg.tracing.${mode}.object.put.${bigName}`,
+          unit: "MB/s",
+          baselineName: "the same put, store without its span wrapper",
+          higherIsBetter: true,
+          runs: 5,
+          ours: bigPut(mode),
+          baseline: bigPut("unwrapped")
+        })
+      }
+    } finally {
+      await tracingRuntime.dispose()
+    }
 
     if (wanted("pg.stalled")) await stalledWriters(url, pool)
 

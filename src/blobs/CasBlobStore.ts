@@ -48,6 +48,7 @@ import type { KeyValueStore } from "../ports/KeyValueStore.js"
 import type { MutableObjectStore } from "../ports/ObjectStore.js"
 import type { ReplicaIndex } from "../ports/ReplicaIndex.js"
 import * as BlobStoreProtocol from "../kit/BlobStoreProtocol.js"
+import * as TracingPorts from "../kit/TracingPorts.js"
 import { uploadsPrefix } from "./addresses.js"
 import { assemble } from "./assemble.js"
 import * as Cas from "./context.js"
@@ -81,7 +82,7 @@ const build = (options: Options) =>
     const cas = yield* Cas.make(options)
     return {
       store: yield* BlobStoreProtocol.make(raw(cas), cas.instrument),
-      assembly: BlobAssembly.of({ stagingPrefix: uploadsPrefix(cas.settings), assemble: assemble(cas) })
+      assembly: TracingPorts.blobAssembly(BACKEND, BlobAssembly.of({ stagingPrefix: uploadsPrefix(cas.settings), assemble: assemble(cas) }))
     }
   })
 

@@ -46,6 +46,8 @@ import { BlobStore } from "../ports/BlobStore.js"
 import * as Events from "./Events.js"
 import * as Instrument from "./Instrument.js"
 import * as MetricKeys from "./MetricKeys.js"
+import * as Tracing from "./Tracing.js"
+import * as TracingPorts from "./TracingPorts.js"
 
 /** A write plan once checked: what a backend's `stage` is given. */
 export interface CheckedPlan {
@@ -307,12 +309,15 @@ const fromInstrument = (raw: Raw, instrument: Instrument.Instrument): BlobStore[
       const startedAt = yield* Clock.currentTimeNanos
       const hasher = yield* Hashing.makeHasher(checked.algorithm)
       const staging = yield* raw.stage(checked)
-      return staging.sink.pipe(
+      // Spans of the two steps of every put: bytes into staging, then the staged bytes published under the key.
+      return Tracing.sink(staging.sink, "graviton.BlobStore.stage", { attributes: () => ({ [Tracing.attr.backend]: backend }) }).pipe(
         Sink.mapInputChunksEffect(guard(backend, checked, hasher)),
         Sink.mapEffect(() => {
           const key = hasher.key()
           return checkExpected(backend, checked, key).pipe(
-            Effect.zipRight(staging.publish(key)),
+            Effect.zipRight(Tracing.effect(staging.publish(key), "graviton.BlobStore.publish", {
+              attributes: () => ({ [Tracing.attr.backend]: backend, [Tracing.attr.blobKey]: BinaryKey.render(key) })
+            })),
             Effect.flatMap((published) => reportPut(instrument, key, published, startedAt))
           )
         })
@@ -343,5 +348,5 @@ const fromInstrument = (raw: Raw, instrument: Instrument.Instrument): BlobStore[
       }
     }).pipe(instrument.observe("delete"))
 
-  return BlobStore.of({ put, get, stat, delete: del, list: instrument.observeStream("list")(raw.list) })
+  return TracingPorts.blobStore(backend, BlobStore.of({ put, get, stat, delete: del, list: instrument.observeStream("list")(raw.list) }))
 }

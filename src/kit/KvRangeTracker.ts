@@ -16,6 +16,7 @@ import * as KvKey from "../core/KvKey.js"
 import * as RangeSet from "../core/RangeSet.js"
 import { KeyValueStore } from "../ports/KeyValueStore.js"
 import { RangeTracker } from "../ports/RangeTracker.js"
+import * as TracingPorts from "./TracingPorts.js"
 
 /** Backend name in errors raised here (errors of the underlying store keep their own). */
 const BACKEND = "kv"
@@ -174,7 +175,7 @@ export const make: Effect.Effect<RangeTracker["Type"], never, KeyValueStore> = E
 
   const clear = (id: string) => Effect.flatMap(keyOf("clear", id), (key) => kv.delete(key))
 
-  return RangeTracker.of({ current, merge, clear })
+  return TracingPorts.rangeTracker(BACKEND, RangeTracker.of({ current, merge, clear }))
 })
 
 /** RangeTracker backed by the KeyValueStore in the context. */

@@ -18,6 +18,7 @@ import * as KvKey from "../core/KvKey.js"
 import { KeyValueStore } from "../ports/KeyValueStore.js"
 import { ReplicaIndex } from "../ports/ReplicaIndex.js"
 import { type Modification, modifyKey } from "./KvRangeTracker.js"
+import * as TracingPorts from "./TracingPorts.js"
 
 /** Backend name in errors raised here (errors of the underlying store keep their own). */
 const BACKEND = "kv"
@@ -135,12 +136,12 @@ export const make: Effect.Effect<ReplicaIndex["Type"], never, KeyValueStore> = E
         }))
     })
 
-  return ReplicaIndex.of({
+  return TracingPorts.replicaIndex(BACKEND, ReplicaIndex.of({
     replicas,
     update,
     add: (key, locator) => modify("add", key, locator, true),
     remove: (key, locator) => modify("remove", key, locator, false)
-  })
+  }))
 })
 
 /** ReplicaIndex backed by the KeyValueStore in the context. */

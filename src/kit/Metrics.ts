@@ -1,35 +1,37 @@
 /**
- * The MetricsRegistry port on Effect's own `Metric`s: every value recorded
- * here also lives in Effect's metric system (so `Metric.snapshot` and any
- * Effect exporter see it), while `snapshot` / `prometheus` report only the
- * series this registry recorded.
+ * The MetricsRegistry port on Effect's own metrics: every value recorded
+ * here lands in Effect's global metric registry under exactly the name and
+ * tags it was recorded with (so `Metric.snapshot`, `@effect/opentelemetry`'s
+ * metric exporter and from it Prometheus or OTLP see Graviton's series as
+ * they are documented), while `snapshot` / `prometheus` report only what
+ * this registry recorded.
  *
- * Isolation. Effect metrics are global, keyed by name + type + tags, so two
- * registries recording `graviton_bytes_ingested{backend="fs"}` would share
- * one counter. Each registry therefore adds one hidden label,
- * `graviton_registry="<unique id>"`, to every series it creates, and strips
- * it again in `snapshot` (it keeps its own tags per series, so nothing has to
- * be parsed back). We chose this over keeping separate state because values
- * stay in Effect's registry, with no second copy to drift. The cost: Effect
- * exporters see the extra label, and a discarded registry's series stay in
- * Effect's global registry (one registry per process is the normal case).
+ * Several registries in one process. Effect's registry is global, keyed by
+ * name + type + tags: two registries recording
+ * `graviton_bytes_ingested{backend="fs"}` add to one global series, which is
+ * what an exporter should see (one process, one set of series). Each
+ * registry also keeps its own state per series, a standalone Effect
+ * `MetricHook` updated in the same synchronous call as the global one, so
+ * its `snapshot` (what `graviton metrics` and the gateway print) counts its
+ * own calls only. An app that runs several stores and wants their series
+ * apart in the exporter too chooses a tag: `Options.tags` (e.g.
+ * `{ store: "archive" }`) goes on every series of that registry, or
+ * `Effect.tagMetrics` around the calls. (The first round added a hidden
+ * `graviton_registry=<uuid>` label instead, which every exporter then saw.)
  */
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as MetricHook from "effect/MetricHook"
 import * as MetricKey from "effect/MetricKey"
 import type * as MetricKeyType from "effect/MetricKeyType"
 import * as MetricLabel from "effect/MetricLabel"
 import * as MetricState from "effect/MetricState"
-import { randomUUID } from "node:crypto"
 import { type MetricSample, MetricsRegistry, type MetricTags } from "../ports/MetricsRegistry.js"
 import * as MetricKeys from "./MetricKeys.js"
 import * as Prometheus from "./Prometheus.js"
-
-/** Hidden label that keeps the series of different registries apart in Effect's global registry. */
-export const registryLabel = "graviton_registry"
 
 /**
  * Default histogram bounds for durations in seconds: 0.5 ms to 60 s in a
@@ -63,6 +65,11 @@ export interface Options {
   readonly boundaries?: Readonly<Record<string, ReadonlyArray<number>>>
   /** Help text per metric name; overrides MetricKeys. */
   readonly help?: Readonly<Record<string, string>>
+  /**
+   * Tags on every series this registry records, in its snapshot and in Effect's registry
+   * (e.g. `{ store: "archive" }`); a call's own tags win over them.
+   */
+  readonly tags?: MetricTags
 }
 
 /** The histogram bounds a registry with `options` uses for `name`. */
@@ -76,9 +83,18 @@ type Kind = MetricKeys.MetricKind
 interface Series {
   readonly name: string
   readonly kind: Kind
-  /** The caller's tags, keys sorted, without the hidden registry label. */
+  /** The series' tags, keys sorted. */
   readonly tags: ReadonlyArray<readonly [string, string]>
+  /** The series in Effect's global registry (what exporters see). */
   readonly metric: Metric.Metric<MetricKeyType.MetricKeyType<number, unknown>, number, unknown>
+  /** This registry's own state of the series (what `snapshot` reports). */
+  readonly own: MetricHook.MetricHook<number, MetricState.MetricState.Untyped>
+}
+
+/** Updates both copies of a series: one synchronous call, so they cannot drift. */
+const update = (series: Series, value: number): void => {
+  series.metric.unsafeUpdate(value, [])
+  series.own.update(value)
 }
 
 const compareStrings = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
@@ -91,21 +107,19 @@ const compareTags = (a: Series["tags"], b: Series["tags"]): number => {
   return a.length - b.length
 }
 
-/** Tags as key-sorted pairs: fiber metric labels, overridden by explicit tags, never the registry label. */
+/** Tags as key-sorted pairs: the call's tags, then fiber metric labels, then the registry's own tags. */
 const mergeTags = (
   fiberLabels: ReadonlyArray<MetricLabel.MetricLabel>,
-  tags: MetricTags | undefined
+  tags: MetricTags | undefined,
+  registryTags: MetricTags | undefined
 ): Series["tags"] => {
-  const pairs: Array<readonly [string, string]> = []
-  if (tags !== undefined) {
-    for (const key of Object.keys(tags)) if (key !== registryLabel) pairs.push([key, String(tags[key])])
+  const pairs = new Map<string, string>()
+  if (tags !== undefined) for (const key of Object.keys(tags)) pairs.set(key, String(tags[key]))
+  for (const label of fiberLabels) if (!pairs.has(label.key)) pairs.set(label.key, label.value)
+  if (registryTags !== undefined) {
+    for (const key of Object.keys(registryTags)) if (!pairs.has(key)) pairs.set(key, String(registryTags[key]))
   }
-  for (const label of fiberLabels) {
-    if (label.key !== registryLabel && (tags === undefined || !Object.hasOwn(tags, label.key))) {
-      pairs.push([label.key, label.value])
-    }
-  }
-  return pairs.sort((a, b) => compareStrings(a[0], b[0]))
+  return Array.from(pairs).sort((a, b) => compareStrings(a[0], b[0]))
 }
 
 /** The identity of a series within a registry (control characters cannot clash with readable names). */
@@ -116,9 +130,7 @@ const seriesKey = (name: string, tags: Series["tags"]): string => {
 }
 
 const toSample = (series: Series): MetricSample => {
-  // `unsafeValue([])` rather than `Metric.value`: the latter adds the calling
-  // fiber's metric labels to the key and could read a different series.
-  const state = series.metric.unsafeValue([])
+  const state = series.own.get()
   const tags: MetricTags = Object.fromEntries(series.tags)
   if (MetricState.isHistogramState(state)) {
     return { _tag: "Histogram", name: series.name, tags, buckets: state.buckets, count: state.count, sum: state.sum }
@@ -136,12 +148,11 @@ const toSample = (series: Series): MetricSample => {
 
 /** Builds a registry synchronously (see `makeWith`). */
 export const unsafeMake = (options: Options = {}): MetricsRegistry["Type"] => {
-  const id = MetricLabel.make(registryLabel, randomUUID())
   const kinds = new Map<string, Kind>()
   const series = new Map<string, Series>()
   const helpOf = (name: string): string | undefined => options.help?.[name] ?? MetricKeys.help(name)
 
-  const createMetric = (name: string, kind: Kind, tags: Series["tags"]): Series["metric"] => {
+  const createSeries = (name: string, kind: Kind, tags: Series["tags"]): Series => {
     const description = helpOf(name)
     const base: MetricKey.MetricKey<MetricKeyType.MetricKeyType<number, unknown>> = kind === "counter"
       // incremental: a counter only goes up; negative (and NaN) increments are ignored.
@@ -149,10 +160,17 @@ export const unsafeMake = (options: Options = {}): MetricsRegistry["Type"] => {
       : kind === "gauge"
       ? MetricKey.gauge(name, { description })
       : MetricKey.histogram(name, MetricBoundaries.fromIterable(boundariesFor(name, options)), description)
-    const key = MetricKey.taggedWithLabels(base, [id, ...tags.map(([k, v]) => MetricLabel.make(k, v))])
+    const key = MetricKey.taggedWithLabels(base, tags.map(([k, v]) => MetricLabel.make(k, v)))
     // The same key `Metric.taggedWithLabels(Metric.counter(name), labels)` builds, but made
     // into a metric directly so that Effect resolves its hook once instead of on every update.
-    return Metric.fromMetricKey(key) as unknown as Series["metric"]
+    const metric = Metric.fromMetricKey(key) as unknown as Series["metric"]
+    // A hook of the same key, standalone (not in Effect's registry): this registry's own copy.
+    const own = (kind === "counter"
+      ? MetricHook.counter(key as MetricKey.MetricKey.Counter<number>)
+      : kind === "gauge"
+      ? MetricHook.gauge(key as MetricKey.MetricKey.Gauge<number>, 0)
+      : MetricHook.histogram(key as MetricKey.MetricKey.Histogram)) as unknown as Series["own"]
+    return { name, kind, tags, metric, own }
   }
 
   /** Records synchronously; undefined when `name` is already used with another kind. */
@@ -163,10 +181,10 @@ export const unsafeMake = (options: Options = {}): MetricsRegistry["Type"] => {
     const key = seriesKey(name, tags)
     let s = series.get(key)
     if (s === undefined) {
-      s = { name, kind, tags, metric: createMetric(name, kind, tags) }
+      s = createSeries(name, kind, tags)
       series.set(key, s)
     }
-    s.metric.unsafeUpdate(value, [])
+    update(s, value)
     return s
   }
 
@@ -186,11 +204,11 @@ export const unsafeMake = (options: Options = {}): MetricsRegistry["Type"] => {
       if (cacheable) {
         const cached = byTagsObject.get(tags)?.get(name)
         if (cached !== undefined && cached.kind === kind) {
-          cached.metric.unsafeUpdate(value, [])
+          update(cached, value)
           return Effect.void
         }
       }
-      const recorded = unsafeRecord(kind, name, value, mergeTags(labels, tags))
+      const recorded = unsafeRecord(kind, name, value, mergeTags(labels, tags, options.tags))
       if (recorded !== undefined) {
         if (cacheable) {
           let perName = byTagsObject.get(tags)

@@ -1,4 +1,4 @@
-/** What backends share: the BlobStore protocol, instrumentation, retries, metrics, events, the KV-backed RangeTracker and ReplicaIndex, and the chaos wrapper for fault tests. */
+/** What backends share: the BlobStore protocol, instrumentation, tracing, retries, metrics, events, the KV-backed RangeTracker and ReplicaIndex, and the chaos wrapper for fault tests. */
 export * as BlobStoreProtocol from "./BlobStoreProtocol.js"
 export * as Chaos from "./Chaos.js"
 export * as Events from "./Events.js"
@@ -9,3 +9,5 @@ export * as MetricKeys from "./MetricKeys.js"
 export * as Metrics from "./Metrics.js"
 export * as Prometheus from "./Prometheus.js"
 export * as Retry from "./Retry.js"
+export * as Tracing from "./Tracing.js"
+export * as TracingPorts from "./TracingPorts.js"

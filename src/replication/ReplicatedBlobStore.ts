@@ -53,6 +53,7 @@ import { BlobStore } from "../ports/BlobStore.js"
 import { ReplicaIndex } from "../ports/ReplicaIndex.js"
 import * as Instrument from "../kit/Instrument.js"
 import * as MetricKeys from "../kit/MetricKeys.js"
+import * as TracingPorts from "../kit/TracingPorts.js"
 import * as Replicator from "./Replicator.js"
 
 /** Backend name in errors and metrics of this store. */
@@ -200,13 +201,13 @@ export const make = (options: Options): Effect.Effect<BlobStore["Type"], BlobErr
         return guardFirstByte(bytes, (e) => (fallsBack(e) ? fallback(e) : Stream.fail(e)), lateOnPrimary)
       })).pipe(instrument.observeStream("get"))
 
-    return BlobStore.of({
+    return TracingPorts.blobStore(BACKEND, BlobStore.of({
       put: (plan) => primary.put(plan),
       get,
       stat: (key) => primary.stat(key),
       delete: (key) => primary.delete(key),
       list: primary.list
-    })
+    }))
   })
 
 /**

@@ -72,6 +72,8 @@ import { ReplicaIndex } from "../ports/ReplicaIndex.js"
 import { MANIFEST_SCHEME } from "../blobs/CasBlobStore.js"
 import * as Instrument from "../kit/Instrument.js"
 import * as MetricKeys from "../kit/MetricKeys.js"
+import * as Tracing from "../kit/Tracing.js"
+import * as TracingPorts from "../kit/TracingPorts.js"
 import type * as Retry from "../kit/Retry.js"
 
 /** Backend name in errors, events and metrics of the replicator. */
@@ -388,7 +390,21 @@ export const make = (options: Options = {}): Effect.Effect<Replicator["Type"], n
         return { checked, healthy, restored, failed } satisfies RepairReport
       }).pipe(instrument.observe("repair"))
 
-    return Replicator.of({ replicate, repair, targets: Either.getOrElse(configured, () => []) })
+    const { attr } = Tracing
+    return Replicator.of({
+      // Spans `graviton.Replicator.<method>` (docs/observability.md).
+      replicate: (key, targets) =>
+        Tracing.effect(replicate(key, targets), TracingPorts.spanName("Replicator", "replicate"), {
+          attributes: () => ({ [attr.backend]: BACKEND, [attr.blobKey]: TracingPorts.text(key) }),
+          onSuccess: (outcomes) => ({ "graviton.replication.copies": outcomes.filter((o) => o._tag === "Copied").length })
+        }),
+      repair: (key) =>
+        Tracing.effect(repair(key), TracingPorts.spanName("Replicator", "repair"), {
+          attributes: () => ({ [attr.backend]: BACKEND, ...(key === undefined ? {} : { [attr.blobKey]: TracingPorts.text(key) }) }),
+          onSuccess: (report) => ({ "graviton.repair.checked": report.checked, "graviton.repair.restored": report.restored.length })
+        }),
+      targets: Either.getOrElse(configured, () => [])
+    })
   })
 
 /** The Replicator over the BlobStore and ReplicaIndex in the context. */

@@ -90,6 +90,8 @@ import { UploadStaging } from "../ports/UploadStaging.js"
 import * as Events from "../kit/Events.js"
 import * as Instrument from "../kit/Instrument.js"
 import * as MetricKeys from "../kit/MetricKeys.js"
+import * as Tracing from "../kit/Tracing.js"
+import * as TracingPorts from "../kit/TracingPorts.js"
 import * as ObjectStaging from "./ObjectStaging.js"
 import * as UploadHashes from "./UploadHashes.js"
 
@@ -317,7 +319,10 @@ export const make = (
           if (prefix === undefined) {
             return fail("InvalidInput", "begin", "no staging location: give Uploads a stagingPrefix (the BlobStore offers none)")
           }
-          return ObjectStaging.make({ objects: objects.value, blobs: blobs.value, assembly, prefix, segmentSize: options.segmentSize })
+          return TracingPorts.uploadStaging(
+            BACKEND,
+            ObjectStaging.make({ objects: objects.value, blobs: blobs.value, assembly, prefix, segmentSize: options.segmentSize })
+          )
         })
     })
     const defaultTtl = Duration.decode(options.ttl ?? DEFAULT_TTL)
@@ -820,8 +825,39 @@ export const make = (
         return result
       }).pipe(instrument.observe("complete"))
 
-    return Uploads.of({ begin, write, status, resume, complete, abort, list, expire })
+    return traced(Uploads.of({ begin, write, status, resume, complete, abort, list, expire }))
   })
+
+/** Every method in a span `graviton.Uploads.<method>` (docs/observability.md). */
+const traced = (uploads: Uploads["Type"]): Uploads["Type"] => {
+  const { attr } = Tracing
+  const span = <A, E, R>(method: string, self: Effect.Effect<A, E, R>, id?: unknown, more?: Tracing.Attributes) =>
+    Tracing.effect(self, TracingPorts.spanName("Uploads", method), {
+      attributes: () => ({ [attr.backend]: BACKEND, ...(id === undefined ? {} : { [attr.uploadId]: TracingPorts.text(id) }), ...more })
+    })
+  return {
+    begin: (options) =>
+      Tracing.effect(uploads.begin(options), TracingPorts.spanName("Uploads", "begin"), {
+        attributes: () => ({ [attr.backend]: BACKEND }),
+        onSuccess: (id) => ({ [attr.uploadId]: id })
+      }),
+    write: (id, offset, bytes) =>
+      Tracing.effect(uploads.write(id, offset, bytes), TracingPorts.spanName("Uploads", "write"), {
+        attributes: () => ({ [attr.backend]: BACKEND, [attr.uploadId]: TracingPorts.text(id), [attr.offset]: offset }),
+        onSuccess: (result) => ({ [attr.bytes]: result.written })
+      }),
+    status: (id) => span("status", uploads.status(id), id),
+    resume: (id, options) => span("resume", uploads.resume(id, options), id),
+    complete: (id) =>
+      Tracing.effect(uploads.complete(id), TracingPorts.spanName("Uploads", "complete"), {
+        attributes: () => ({ [attr.backend]: BACKEND, [attr.uploadId]: TracingPorts.text(id) }),
+        onSuccess: (result) => ({ [attr.blobKey]: TracingPorts.text(result.key), [attr.deduplicated]: result.deduplicated })
+      }),
+    abort: (id) => span("abort", uploads.abort(id), id),
+    list: Tracing.stream(uploads.list, TracingPorts.spanName("Uploads", "list"), { attributes: () => ({ [attr.backend]: BACKEND }) }),
+    expire: span("expire", uploads.expire)
+  }
+}
 
 /** Uploads over the ports in the context (see `make`). */
 export const layer = (

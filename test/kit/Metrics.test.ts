@@ -104,7 +104,7 @@ describe("Metrics", () => {
       ])
     }))
 
-  it.effect("values live in Effect's metric system too, with the hidden registry label", () =>
+  it.effect("values live in Effect's metric system too, under exactly their own tags", () =>
     Effect.gen(function*() {
       const m = yield* Metrics.make
       const name = `effect_visible_${Math.random().toString(36).slice(2)}`
@@ -112,10 +112,30 @@ describe("Metrics", () => {
       const pairs = (yield* Metric.snapshot).filter((p) => p.metricKey.name === name)
       expect(pairs).toHaveLength(1)
       const labels = Object.fromEntries(pairs[0]!.metricKey.tags.map((l) => [l.key, l.value]))
-      expect(labels.backend).toBe("fs")
-      expect(labels[Metrics.registryLabel]).toMatch(/.+/)
+      expect(labels).toEqual({ backend: "fs" })
       const state = pairs[0]!.metricState
       expect(MetricState.isCounterState(state) && state.count).toBe(4)
+    }))
+
+  it.effect("two registries add to one series in Effect's registry; registry tags keep apps' stores apart", () =>
+    Effect.gen(function*() {
+      const name = `effect_shared_${Math.random().toString(36).slice(2)}`
+      const one = yield* Metrics.make
+      const two = yield* Metrics.make
+      const archive = yield* Metrics.makeWith({ tags: { store: "archive" } })
+      yield* one.counter(name, 1, { backend: "fs" })
+      yield* two.counter(name, 2, { backend: "fs" })
+      yield* archive.counter(name, 5, { backend: "fs" })
+      const global = (yield* Metric.snapshot)
+        .filter((p) => p.metricKey.name === name)
+        .map((p) => [
+          Object.fromEntries(p.metricKey.tags.map((l) => [l.key, l.value])),
+          MetricState.isCounterState(p.metricState) ? p.metricState.count : undefined
+        ])
+        .sort((a, b) => Object.keys(a[0]!).length - Object.keys(b[0]!).length)
+      expect(global).toEqual([[{ backend: "fs" }, 3], [{ backend: "fs", store: "archive" }, 5]])
+      expect(yield* one.snapshot).toEqual([{ _tag: "Counter", name, tags: { backend: "fs" }, value: 1 }])
+      expect(yield* archive.snapshot).toEqual([{ _tag: "Counter", name, tags: { backend: "fs", store: "archive" }, value: 5 }])
     }))
 
   it.effect("labels from Effect.tagMetrics are included; explicit tags win", () =>

@@ -38,6 +38,10 @@ const INSTALL = [
   "vitest",
   "pg",
   "@aws-sdk/client-s3",
+  // docs/observability.md wires @effect/opentelemetry with these.
+  "@effect/opentelemetry",
+  "@opentelemetry/sdk-trace-base",
+  "@opentelemetry/sdk-metrics",
   "typescript",
   "@types/node"
 ]

@@ -53,6 +53,7 @@ import { ObjectCopied, ObjectDeleted, ObjectWritten, UploadAborted } from "../..
 import { ImmutableObjectStore, MutableObjectStore, type MutableObjectStoreShape, writeThroughPut } from "../../ports/ObjectStore.js"
 import type { ObjectStoreCapabilities } from "../../ports/ObjectStoreCapabilities.js"
 import * as Instrument from "../../kit/Instrument.js"
+import * as TracingPorts from "../../kit/TracingPorts.js"
 import * as Confined from "./confined.js"
 import { BACKEND, errnoCode, fromFileSystem, fsError, isMissing } from "./errors.js"
 import { writeBehind, writeGathered } from "./files.js"
@@ -584,7 +585,7 @@ export const make = (
 
     // A file is written the same way whatever its source: temp file, then rename.
     const write = writeThroughPut(put)
-    return { capabilities, head, list, get, put, write, delete: del, copy, move }
+    return TracingPorts.objectStore(BACKEND, { capabilities, head, list, get, put, write, delete: del, copy, move })
   })
 
 const checkBucket = (bucket: string): string | undefined =>

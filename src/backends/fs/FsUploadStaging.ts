@@ -34,6 +34,7 @@ import { BlobStore } from "../../ports/BlobStore.js"
 import { MutableObjectStore, type MutableObjectStoreShape } from "../../ports/ObjectStore.js"
 import { UploadStaging } from "../../ports/UploadStaging.js"
 import * as Confined from "./confined.js"
+import * as TracingPorts from "../../kit/TracingPorts.js"
 import { fromFileSystem, isMissing } from "./errors.js"
 import { writeBehind, writeGathered } from "./files.js"
 
@@ -249,7 +250,7 @@ export const make = (
     const root = yield* Confined.openRoot("begin", options.root, Confined.modesOf(options.permissions)).pipe(
       Effect.mapError(fromError("begin", options.root))
     )
-    return build({ root, objects, blobs, assembly, prefix, segmentSize: options.segmentSize, fsync: options.fsync })
+    return TracingPorts.uploadStaging("fs", build({ root, objects, blobs, assembly, prefix, segmentSize: options.segmentSize, fsync: options.fsync }))
   })
 
 /** UploadStaging over the object store and BlobStore in the context (see `make`). */

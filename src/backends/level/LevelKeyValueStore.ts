@@ -24,6 +24,7 @@ import { MetadataError, toPortError } from "../../core/Errors.js"
 import * as KvKey from "../../core/KvKey.js"
 import { KeyValueStore, type KvCheck, type KvWrite } from "../../ports/KeyValueStore.js"
 import * as Instrument from "../../kit/Instrument.js"
+import * as TracingPorts from "../../kit/TracingPorts.js"
 import { BACKEND, invalidInput, toMetadataError } from "./errors.js"
 import { compareKeys, type Source } from "./internal/layout.js"
 import { CoalescingReader } from "./internal/reads.js"
@@ -379,7 +380,7 @@ export const make: Effect.Effect<KeyValueStore["Type"], never, LevelDatabase> = 
       })
     ).pipe(instrument.observeStream("list"))
 
-  return KeyValueStore.of({ get, put, delete: del, list, compareAndSet, commit })
+  return TracingPorts.keyValueStore(BACKEND, KeyValueStore.of({ get, put, delete: del, list, compareAndSet, commit }))
 })
 
 /** KeyValueStore over the LevelDatabase in the context (shares its database and keyed lock); see LevelLayers to open one. */

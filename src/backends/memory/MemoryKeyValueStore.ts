@@ -18,6 +18,7 @@ import { MetadataError, toPortError } from "../../core/Errors.js"
 import * as KvKey from "../../core/KvKey.js"
 import { KeyValueStore, type KvCheck, type KvWrite } from "../../ports/KeyValueStore.js"
 import * as Instrument from "../../kit/Instrument.js"
+import * as TracingPorts from "../../kit/TracingPorts.js"
 
 const BACKEND = "memory"
 
@@ -253,7 +254,7 @@ export const make = Effect.gen(function*() {
         }))
     )
 
-  return KeyValueStore.of({ get, put, delete: del, list, compareAndSet, commit })
+  return TracingPorts.keyValueStore(BACKEND, KeyValueStore.of({ get, put, delete: del, list, compareAndSet, commit }))
 })
 
 /** A fresh, empty in-memory KeyValueStore. */

@@ -33,6 +33,7 @@ import { ObjectCopied, ObjectDeleted, ObjectWritten, UploadAborted } from "../..
 import { ImmutableObjectStore, MutableObjectStore, type MutableObjectStoreShape } from "../../ports/ObjectStore.js"
 import type { ObjectStoreCapabilities } from "../../ports/ObjectStoreCapabilities.js"
 import * as Instrument from "../../kit/Instrument.js"
+import * as TracingPorts from "../../kit/TracingPorts.js"
 
 const BACKEND = "memory"
 
@@ -330,7 +331,7 @@ export const make: Effect.Effect<MutableObjectStoreShape> = Effect.gen(function*
       return toStat(entry)
     }).pipe(instrument.observe(method))
 
-  return { capabilities, head, list, get, put, write, delete: del, copy: transfer("copy"), move: transfer("move") }
+  return TracingPorts.objectStore(BACKEND, { capabilities, head, list, get, put, write, delete: del, copy: transfer("copy"), move: transfer("move") })
 })
 
 /** One in-memory store providing both the mutable and the immutable port. */

@@ -32,6 +32,7 @@ import { MetadataError, toPortError } from "../../core/Errors.js"
 import * as KvKey from "../../core/KvKey.js"
 import { KeyValueStore, type KvWrite } from "../../ports/KeyValueStore.js"
 import * as Instrument from "../../kit/Instrument.js"
+import * as TracingPorts from "../../kit/TracingPorts.js"
 import * as Retry from "../../kit/Retry.js"
 import { PgPool } from "./internal/pool.js"
 import * as Query from "./internal/query.js"
@@ -227,7 +228,7 @@ export const make: Effect.Effect<KeyValueStore["Type"], never, SqlClient> = Effe
       )
     }).pipe(instrument.observe("commit"))
 
-  return KeyValueStore.of({ get, put, delete: del, list, compareAndSet, commit })
+  return TracingPorts.keyValueStore(BACKEND, KeyValueStore.of({ get, put, delete: del, list, compareAndSet, commit }))
 })
 
 const sameExpectation = (a: Option.Option<Uint8Array>, b: Option.Option<Uint8Array>): boolean =>

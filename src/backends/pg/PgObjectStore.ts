@@ -59,6 +59,7 @@ import type { ObjectStoreCapabilities } from "../../ports/ObjectStoreCapabilitie
 import * as Events from "../../kit/Events.js"
 import * as Instrument from "../../kit/Instrument.js"
 import * as Retry from "../../kit/Retry.js"
+import * as TracingPorts from "../../kit/TracingPorts.js"
 import { PgPool } from "./internal/pool.js"
 import * as Query from "./internal/query.js"
 import { bufferOf, likePrefix, num, retriers, transaction } from "./internal/sql.js"
@@ -678,7 +679,7 @@ export const make = (options: Options = {}): Effect.Effect<MutableObjectStoreSha
         return toStat(to, row)
       }).pipe(instrument.observe("move"))
 
-    return { capabilities, head, list, get, put, write, delete: del, copy, move }
+    return TracingPorts.objectStore(BACKEND, { capabilities, head, list, get, put, write, delete: del, copy, move })
   })
 
 /** Both object store ports from one PostgreSQL store. */

@@ -29,6 +29,7 @@ import * as KvKey from "../../core/KvKey.js"
 import * as RangeSet from "../../core/RangeSet.js"
 import { RangeTracker } from "../../ports/RangeTracker.js"
 import * as Instrument from "../../kit/Instrument.js"
+import * as TracingPorts from "../../kit/TracingPorts.js"
 import { num, retriers, transaction } from "./internal/sql.js"
 import { BACKEND, metadataError } from "./PgErrors.js"
 import * as PgMetrics from "./PgMetrics.js"
@@ -129,7 +130,7 @@ export const make: Effect.Effect<RangeTracker["Type"], never, SqlClient> = Effec
         instrument.observe("clear")
       )
 
-  return RangeTracker.of({ current, merge, clear })
+  return TracingPorts.rangeTracker(BACKEND, RangeTracker.of({ current, merge, clear }))
 })
 
 /** The RangeTracker port on PostgreSQL. */

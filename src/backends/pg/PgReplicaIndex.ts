@@ -20,6 +20,7 @@ import { MetadataError, toPortError } from "../../core/Errors.js"
 import * as KvKey from "../../core/KvKey.js"
 import { ReplicaIndex } from "../../ports/ReplicaIndex.js"
 import * as Instrument from "../../kit/Instrument.js"
+import * as TracingPorts from "../../kit/TracingPorts.js"
 import { retriers, transaction } from "./internal/sql.js"
 import { BACKEND, metadataError } from "./PgErrors.js"
 import * as PgMetrics from "./PgMetrics.js"
@@ -138,7 +139,7 @@ export const make: Effect.Effect<ReplicaIndex["Type"], never, SqlClient> = Effec
       return yield* locked("remove", k, sql`DELETE FROM replicas WHERE blob_key = ${k} AND locator = ${l}`)
     }).pipe(instrument.observe("remove"))
 
-  return ReplicaIndex.of({ replicas, update, add, remove })
+  return TracingPorts.replicaIndex(BACKEND, ReplicaIndex.of({ replicas, update, add, remove }))
 })
 
 /** The ReplicaIndex port on PostgreSQL. */

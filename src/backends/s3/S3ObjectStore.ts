@@ -26,6 +26,7 @@ import { type ByteRange, resolveRange } from "../../core/RangeSet.js"
 import { ObjectCopied, ObjectDeleted, ObjectWritten } from "../../ports/BackendEvents.js"
 import { ImmutableObjectStore, MutableObjectStore, type MutableObjectStoreShape, writeThroughPut } from "../../ports/ObjectStore.js"
 import * as Instrument from "../../kit/Instrument.js"
+import * as TracingPorts from "../../kit/TracingPorts.js"
 import { copy as serverCopy } from "./internal/copy.js"
 import { BACKEND, make as makeOps, type ObjectInfo, type Ops } from "./internal/ops.js"
 import * as Upload from "./internal/upload.js"
@@ -243,7 +244,7 @@ const fromOps = (ops: Ops): MutableObjectStoreShape => {
 export const make: Effect.Effect<MutableObjectStoreShape, never, S3Client.S3ClientInstance> = Effect.gen(function*() {
   const shape = yield* S3Client.S3ClientInstance
   const instrument = yield* Instrument.make(BACKEND, "ObjectStore")
-  return fromOps(makeOps(shape, instrument))
+  return TracingPorts.objectStore(BACKEND, fromOps(makeOps(shape, instrument)))
 })
 
 /** MutableObjectStore and ImmutableObjectStore (one instance) over the S3ClientInstance in context. */

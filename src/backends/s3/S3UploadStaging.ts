@@ -56,6 +56,7 @@ import * as RangeSet from "../../core/RangeSet.js"
 import { UploadAborted } from "../../ports/BackendEvents.js"
 import { type CompleteHint, UploadStaging } from "../../ports/UploadStaging.js"
 import * as Instrument from "../../kit/Instrument.js"
+import * as TracingPorts from "../../kit/TracingPorts.js"
 import { BACKEND, make as makeOps, type Ops } from "./internal/ops.js"
 import * as S3BlobStore from "./S3BlobStore.js"
 import * as S3Client from "./S3Client.js"
@@ -175,7 +176,7 @@ const fromOps = (
             ...sse.customer()
           }),
           { abortSignal: signal }
-        )).pipe(Effect.map((out) => {
+        ), { key: state.key, uploadId: state.uploadId }).pipe(Effect.map((out) => {
           const parts: Array<ListedPart> = []
           for (const p of out.Parts ?? []) {
             if (p.PartNumber !== undefined && p.ETag !== undefined) {
@@ -456,7 +457,7 @@ const fromOps = (
   /** AbortMultipartUpload; unlike ops.abortMultipart a failure fails (the caller keeps its record and may retry). */
   const abortUpload = (state: State, why: string) =>
     ops.send("AbortMultipartUpload", textOf(state.key), (signal) =>
-      client.send(new S3.AbortMultipartUploadCommand({ Bucket, Key: state.key, UploadId: state.uploadId }), { abortSignal: signal })).pipe(
+      client.send(new S3.AbortMultipartUploadCommand({ Bucket, Key: state.key, UploadId: state.uploadId }), { abortSignal: signal }), { key: state.key, uploadId: state.uploadId }).pipe(
         Effect.zipRight(instrument.counter(S3Metrics.multipartAborts, 1, { outcome: "success" })),
         Effect.zipRight(Effect.flatMap(Clock.currentTimeMillis, (ms) =>
           instrument.publish(
@@ -482,7 +483,7 @@ const fromOps = (
     }).pipe(instrument.observe("abort"))
 
   // Parts are checked by their spans only: no key per segment is needed.
-  return UploadStaging.of({ name: NAME, segmentSize, segmentKeys: false, begin, writeSegment, landed, complete, abort })
+  return TracingPorts.uploadStaging(BACKEND, UploadStaging.of({ name: NAME, segmentSize, segmentKeys: false, begin, writeSegment, landed, complete, abort }))
 }
 
 /** Builds the staging on the S3ClientInstance in context. */

@@ -12,6 +12,10 @@
  * Failures are the same `SqlError`s (driver error as `cause`, so PgErrors maps
  * them exactly as before), and interruption cancels the running statement
  * (`pg_cancel_backend`) before its connection goes back to the pool.
+ *
+ * Tracing: each statement gets the span @effect/sql would give it
+ * (`sql.execute`, kind client, OpenTelemetry's database attributes), made
+ * only when a tracer listens (kit/Tracing); the parameters never go in it.
  */
 import type { SqlClient } from "@effect/sql/SqlClient"
 import { TransactionConnection } from "@effect/sql/SqlClient"
@@ -20,12 +24,59 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Pg from "pg"
+import * as Tracing from "../../../kit/Tracing.js"
 
 /** Runs `text` with `params` ($1, $2 ...) and returns its rows. */
 export type Query = <A extends object = Record<string, unknown>>(
   text: string,
   params: ReadonlyArray<unknown>
 ) => Effect.Effect<ReadonlyArray<A>, SqlError>
+
+/**
+ * Where the pool connects, as OpenTelemetry's `db.namespace`, `server.address`
+ * and `server.port`: read from its settings or its URL, never the password.
+ */
+export const connectionAttributes = (pool: Pg.Pool | undefined): Tracing.Attributes => {
+  if (pool === undefined) return { "db.system.name": "postgresql" }
+  let known = byPool.get(pool)
+  if (known === undefined) byPool.set(pool, known = readConnection(pool))
+  return known
+}
+
+const byPool = new WeakMap<Pg.Pool, Tracing.Attributes>()
+
+const readConnection = (pool: Pg.Pool): Tracing.Attributes => {
+  const options = (pool as unknown as { readonly options?: Pg.PoolConfig }).options ?? {}
+  let host = options.host
+  let port = options.port
+  let database = options.database
+  if (options.connectionString !== undefined) {
+    try {
+      const url = new URL(options.connectionString)
+      host ??= url.hostname || undefined
+      port ??= url.port === "" ? undefined : Number(url.port)
+      database ??= decodeURIComponent(url.pathname.slice(1)) || undefined
+    } catch {
+      // A libpq key=value string: left out rather than parsed.
+    }
+  }
+  return {
+    "db.system.name": "postgresql",
+    ...(database === undefined ? {} : { "db.namespace": database }),
+    ...(host === undefined ? {} : { "server.address": host, "server.port": port ?? 5432 })
+  }
+}
+
+/** The first keyword of a statement (SELECT, INSERT, WITH, BEGIN ...), OpenTelemetry's `db.operation.name`. */
+const operationOf = (text: string): string => /^\s*([A-Za-z]+)/.exec(text)?.[1]?.toUpperCase() ?? "UNKNOWN"
+
+/** Runs one statement in a `sql.execute` span with `connection`'s attributes (see the module comment). */
+export const traced = (connection: Tracing.Attributes) =>
+<A, E, R>(text: string, self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Tracing.effect(self, "sql.execute", {
+    kind: "client",
+    attributes: () => ({ ...connection, "db.operation.name": operationOf(text), "db.query.text": text })
+  })
 
 /** Best-effort cancellation of what `client` is running, bounded like @effect/sql's. */
 export const cancel = (pool: Pg.Pool, client: Pg.PoolClient): Effect.Effect<void> => {
@@ -94,15 +145,18 @@ const onPool = (pool: Pg.Pool) => <A>(text: string, params: ReadonlyArray<unknow
  * `sql.unsafe` (any other PgClient), with the same results either way.
  */
 export const make = (sql: SqlClient, pool: Option.Option<Pg.Pool>): Query => {
-  const outside = Option.isSome(pool)
-    ? onPool(pool.value)
+  const span = traced(connectionAttributes(Option.getOrUndefined(pool)))
+  const direct = Option.isSome(pool) ? onPool(pool.value) : undefined
+  // `sql.unsafe` makes its own span; the direct paths get the same one here.
+  const outside = direct !== undefined
+    ? <A>(text: string, params: ReadonlyArray<unknown>) => span(text, direct<A>(text, params))
     : <A>(text: string, params: ReadonlyArray<unknown>) =>
       sql.unsafe<A & object>(text, params) as Effect.Effect<ReadonlyArray<A>, SqlError>
   return <A extends object>(text: string, params: ReadonlyArray<unknown>) =>
     Effect.withFiberRuntime<ReadonlyArray<A>, SqlError>((fiber) => {
       const tx = Context.getOption(fiber.currentContext, TransactionConnection)
       return Option.isSome(tx)
-        ? tx.value[0].execute(text, params, undefined) as Effect.Effect<ReadonlyArray<A>, SqlError>
+        ? span(text, tx.value[0].execute(text, params, undefined) as Effect.Effect<ReadonlyArray<A>, SqlError>)
         : outside<A>(text, params)
     })
 }

@@ -25,7 +25,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type * as Pg from "pg"
-import { cancel, type Query } from "./query.js"
+import { cancel, connectionAttributes, type Query, traced } from "./query.js"
 import { open } from "./sql.js"
 
 /** A put's transaction: statements on its connection, and its commit. */
@@ -91,8 +91,18 @@ interface Held {
 }
 
 /** One statement on the held connection; fails with the loss when the session has ended. */
-const statement = (pool: Pg.Pool, h: Held) =>
-<A extends object>(text: string, params: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<A>, SqlError> =>
+const statement = (pool: Pg.Pool, h: Held) => {
+  const span = traced(connectionAttributes(pool))
+  return <A extends object>(text: string, params: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<A>, SqlError> =>
+    span(text, statementOn<A>(pool, h, text, params))
+}
+
+const statementOn = <A extends object>(
+  pool: Pg.Pool,
+  h: Held,
+  text: string,
+  params: ReadonlyArray<unknown>
+): Effect.Effect<ReadonlyArray<A>, SqlError> =>
   Effect.suspend(() =>
     h.lost !== undefined
       ? Effect.fail(new SqlError({ cause: h.lost, message: "Connection error" }))

@@ -18,6 +18,7 @@ import { ObjectStoreError } from "../../../core/Errors.js"
 import { UploadAborted } from "../../../ports/BackendEvents.js"
 import type { Instrument } from "../../../kit/Instrument.js"
 import * as Retry from "../../../kit/Retry.js"
+import * as Tracing from "../../../kit/Tracing.js"
 import type { S3ClientShape } from "../S3Client.js"
 import type { S3Settings } from "../S3Config.js"
 import { classify, toObjectStoreError } from "../S3Error.js"
@@ -64,8 +65,16 @@ export type WriteOutcome =
 export interface Ops {
   readonly settings: S3Settings
   readonly instrument: Instrument
-  /** Runs one SDK call with abort, error mapping and retries; `op` names it in metrics and events. */
-  readonly send: <A>(op: string, target: string, run: (signal: AbortSignal) => Promise<A>) => Effect.Effect<A, ObjectStoreError>
+  /**
+   * Runs one SDK call with abort, error mapping and retries; `op` names it in metrics and events,
+   * and `call` says what its span shows (see `callSpan`).
+   */
+  readonly send: <A>(
+    op: string,
+    target: string,
+    run: (signal: AbortSignal) => Promise<A>,
+    call?: Call
+  ) => Effect.Effect<A, ObjectStoreError>
   readonly head: (key: string, target: string) => Effect.Effect<Option.Option<ObjectInfo>, ObjectStoreError>
   /** GETs `[start, end)` (or everything); the body is released when the scope closes. */
   readonly open: (
@@ -121,6 +130,35 @@ export interface Ops {
     token: string | undefined
   ) => Effect.Effect<{ readonly objects: ReadonlyArray<S3._Object>; readonly next: Option.Option<string> }, ObjectStoreError>
 }
+
+/** What a call's span says besides its operation: the object key, the multipart upload and part, the bytes sent. */
+export interface Call {
+  readonly key?: string | undefined
+  readonly uploadId?: string | undefined
+  readonly partNumber?: number | undefined
+  readonly bytes?: number | undefined
+}
+
+/**
+ * One SDK call (all its retries) in a span named as OpenTelemetry's AWS SDK
+ * instrumentation names it, `S3.<Operation>`, with its attributes (rpc.*,
+ * aws.s3.*). Request headers (the SSE-C key among them) never go in it.
+ */
+export const callSpan = <A, E, R>(bucket: string, op: string, call: Call | undefined, self: Effect.Effect<A, E, R>) =>
+  Tracing.effect(self, `S3.${op}`, {
+    kind: "client",
+    attributes: () => ({
+      [Tracing.attr.backend]: BACKEND,
+      "rpc.system": "aws-api",
+      "rpc.service": "S3",
+      "rpc.method": op,
+      "aws.s3.bucket": bucket,
+      ...(call?.key === undefined ? {} : { "aws.s3.key": call.key }),
+      ...(call?.uploadId === undefined ? {} : { "aws.s3.upload_id": call.uploadId }),
+      ...(call?.partNumber === undefined ? {} : { "aws.s3.part_number": call.partNumber }),
+      ...(call?.bytes === undefined ? {} : { [Tracing.attr.bytes]: call.bytes })
+    })
+  })
 
 /** `bucket/key` for x-amz-copy-source, each segment URL-encoded as S3 requires. */
 export const copySource = (bucket: string, key: string): string =>
@@ -192,8 +230,13 @@ export const make = (shape: S3ClientShape, instrument: Instrument, options: OpsO
   const Bucket = settings.bucket
   const schedule = Option.getOrElse(settings.retrySchedule, () => Retry.defaultSchedule)
 
-  const send: Ops["send"] = (op, target, run) =>
-    Effect.tryPromise({ try: run, catch: (e) => toObjectStoreError(op, target, e) }).pipe(instrument.retry(op, schedule))
+  const send: Ops["send"] = (op, target, run, call) =>
+    callSpan(
+      Bucket,
+      op,
+      call,
+      Effect.tryPromise({ try: run, catch: (e) => toObjectStoreError(op, target, e) }).pipe(instrument.retry(op, schedule))
+    )
 
   const infoOf = (out: {
     readonly ContentLength?: number | undefined
@@ -211,7 +254,7 @@ export const make = (shape: S3ClientShape, instrument: Instrument, options: OpsO
 
   const head: Ops["head"] = (key, target) =>
     send("HeadObject", target, (signal) =>
-      client.send(new S3.HeadObjectCommand({ Bucket, Key: key, ...sse.customer() }), { abortSignal: signal })).pipe(
+      client.send(new S3.HeadObjectCommand({ Bucket, Key: key, ...sse.customer() }), { abortSignal: signal }), { key }).pipe(
         Effect.map((out) => Option.some(infoOf(out, out.ContentLength ?? 0))),
         // A HEAD has no body, so S3 can only say 404: the object (or the bucket) is not there.
         Effect.catchIf((e) => e.reason === "NotFound", () => Effect.succeedNone)
@@ -228,7 +271,7 @@ export const make = (shape: S3ClientShape, instrument: Instrument, options: OpsO
             ...sse.customer()
           }),
           { abortSignal: signal }
-        ))).pipe(
+        ), { key })).pipe(
           // Registered before anything can interrupt us: the socket is released however the stream ends.
           Effect.tap((out) => Effect.addFinalizer(() => Effect.sync(() => destroyBody(out.Body))))
         )
@@ -323,7 +366,7 @@ export const make = (shape: S3ClientShape, instrument: Instrument, options: OpsO
           ...sse.write()
         }),
         { abortSignal: signal }
-      ))).pipe(
+      ), { key, bytes: body.length })).pipe(
         Effect.tap((outcome) => outcome._tag === "Written" ? countBytes(S3Metrics.bytesOut, body.length) : Effect.void)
       )
 
@@ -332,7 +375,7 @@ export const make = (shape: S3ClientShape, instrument: Instrument, options: OpsO
       client.send(
         new S3.CreateMultipartUploadCommand({ Bucket, Key: key, ...headersOf(headers), ...sse.write() }),
         { abortSignal: signal }
-      )).pipe(
+      ), { key }).pipe(
         Effect.flatMap((out) =>
           out.UploadId === undefined
             ? Effect.fail(toObjectStoreError("CreateMultipartUpload", target, new Error("the server returned no UploadId")))
@@ -353,7 +396,7 @@ export const make = (shape: S3ClientShape, instrument: Instrument, options: OpsO
           ...sse.customer()
         }),
         { abortSignal: signal }
-      )).pipe(
+      ), { key, uploadId, partNumber, bytes: body.length }).pipe(
         Effect.tap(() =>
           Effect.all([
             countBytes(S3Metrics.bytesOut, body.length),
@@ -378,7 +421,7 @@ export const make = (shape: S3ClientShape, instrument: Instrument, options: OpsO
           ...sse.copySource()
         }),
         { abortSignal: signal }
-      )).pipe(
+      ), { key, uploadId, partNumber }).pipe(
         Effect.tap(() => instrument.counter(S3Metrics.multipartParts, 1, { kind: "copy" })),
         Effect.map((out) => out.CopyPartResult?.ETag ?? "")
       )
@@ -395,11 +438,11 @@ export const make = (shape: S3ClientShape, instrument: Instrument, options: OpsO
           ...sse.customer()
         }),
         { abortSignal: signal }
-      )))
+      ), { key, uploadId }))
 
   const abortMultipart: Ops["abortMultipart"] = (key, target, uploadId, why) =>
     send("AbortMultipartUpload", target, (signal) =>
-      client.send(new S3.AbortMultipartUploadCommand({ Bucket, Key: key, UploadId: uploadId }), { abortSignal: signal })).pipe(
+      client.send(new S3.AbortMultipartUploadCommand({ Bucket, Key: key, UploadId: uploadId }), { abortSignal: signal }), { key, uploadId }).pipe(
         // Already gone (completed by a retried request, or aborted before) is what we wanted.
         Effect.catchIf((e) => e.reason === "NotFound", () => Effect.void),
         instrument.observe("AbortMultipartUpload"),
@@ -431,14 +474,14 @@ export const make = (shape: S3ClientShape, instrument: Instrument, options: OpsO
           ...sse.copySource()
         }),
         { abortSignal: signal }
-      )).pipe(Effect.map((out) => ({
+      ), { key }).pipe(Effect.map((out) => ({
         etag: Option.fromNullable(out.CopyObjectResult?.ETag),
         lastModified: Option.fromNullable(out.CopyObjectResult?.LastModified)
       })))
 
   const deleteObject: Ops["deleteObject"] = (key, target) =>
     send("DeleteObject", target, (signal) =>
-      client.send(new S3.DeleteObjectCommand({ Bucket, Key: key }), { abortSignal: signal })).pipe(
+      client.send(new S3.DeleteObjectCommand({ Bucket, Key: key }), { abortSignal: signal }), { key }).pipe(
         Effect.catchIf((e) => e.reason === "NotFound" && nativeOf(e).code !== "NoSuchBucket", () => Effect.void),
         Effect.asVoid
       )
@@ -453,7 +496,7 @@ export const make = (shape: S3ClientShape, instrument: Instrument, options: OpsO
           ...(token === undefined ? {} : { ContinuationToken: token })
         }),
         { abortSignal: signal }
-      )).pipe(Effect.map((out) => ({
+      ), { key: prefix }).pipe(Effect.map((out) => ({
         objects: out.Contents ?? [],
         next: out.IsTruncated === true ? Option.fromNullable(out.NextContinuationToken) : Option.none()
       })))
