@@ -93,9 +93,16 @@ const stage = (ops: Ops, at: Addressing) => (plan: BlobStoreProtocol.CheckedPlan
       ? undefined
       : yield* Upload.start(
         ops,
+        // Both keys are ours alone: a random staging name, or a content address (any object of the size there is the content).
         known === undefined
-          ? { key: staging, target: at.textOfKey(staging), headers: { contentType } }
-          : { key: at.contentKey(known.key), target: at.textOf(known.key), headers: at.headersOf(known.key, contentType), size: known.key.size }
+          ? { key: staging, target: at.textOfKey(staging), headers: { contentType }, keyIsOurs: true }
+          : {
+            key: at.contentKey(known.key),
+            target: at.textOf(known.key),
+            headers: at.headersOf(known.key, contentType),
+            size: known.key.size,
+            keyIsOurs: true
+          }
       )
 
     const sink: Sink.Sink<unknown, Uint8Array, never, BlobError> = upload === undefined

@@ -13,6 +13,7 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { createHash } from "node:crypto"
 import type { Readable } from "node:stream"
 import { ObjectStoreError } from "../../../core/Errors.js"
 import { UploadAborted } from "../../../ports/BackendEvents.js"
@@ -54,6 +55,29 @@ export interface Opened {
 export interface WriteHeaders {
   readonly contentType?: string | undefined
   readonly metadata?: Readonly<Record<string, string>> | undefined
+}
+
+/**
+ * How a completed upload is recognized at its key when the answer to its
+ * CompleteMultipartUpload was lost. Always: the object's ETag is the
+ * multipart ETag of the parts (MD5 of their MD5s, `-<count>`), where the
+ * parts' ETags are MD5s (not under SSE-KMS or SSE-C). With `keyIsOurs`, an
+ * object of `size` bytes is enough: nobody else writes that key (a staging
+ * key of a random name), or any object of that size there holds the same
+ * content (a content address, verified on read).
+ */
+export interface Completion {
+  readonly size: number
+  readonly keyIsOurs: boolean
+}
+
+/** The ETag S3 gives an object completed from parts with these ETags, when they are MD5s. */
+export const multipartEtag = (etags: ReadonlyArray<string>): Option.Option<string> => {
+  const digests = etags.map((e) => e.replace(/"/g, "").toLowerCase())
+  if (digests.length === 0 || !digests.every((d) => /^[0-9a-f]{32}$/.test(d))) return Option.none()
+  const md5 = createHash("md5")
+  for (const d of digests) md5.update(Buffer.from(d, "hex"))
+  return Option.some(`${md5.digest("hex")}-${digests.length}`)
 }
 
 /** The result of a conditional write: stored, or refused because the key exists (`If-None-Match: *`). */
@@ -105,12 +129,21 @@ export interface Ops {
     sourceKey: string,
     range: readonly [number, number]
   ) => Effect.Effect<string, ObjectStoreError>
+  /**
+   * Completes an upload. When the answer to an attempt was lost (a reset
+   * after the server got the request) and a retry is refused (the upload is
+   * gone: NoSuchUpload, or an error where the server does not repeat a
+   * completion) or finds the key taken (`If-None-Match`), the object at the
+   * key is checked: if it is this upload (see `Completion`), the completion
+   * succeeded and is reported so.
+   */
   readonly completeMultipart: (
     key: string,
     target: string,
     uploadId: string,
     etags: ReadonlyArray<string>,
-    ifNoneMatch: boolean
+    ifNoneMatch: boolean,
+    completion?: Completion
   ) => Effect.Effect<WriteOutcome, ObjectStoreError>
   /** Aborts an upload; never fails (a failure is logged, counted and published). */
   readonly abortMultipart: (key: string, target: string, uploadId: string, why: string) => Effect.Effect<void>
@@ -426,19 +459,53 @@ export const make = (shape: S3ClientShape, instrument: Instrument, options: OpsO
         Effect.map((out) => out.CopyPartResult?.ETag ?? "")
       )
 
-  const completeMultipart: Ops["completeMultipart"] = (key, target, uploadId, etags, ifNoneMatch) =>
-    written(send("CompleteMultipartUpload", target, (signal) =>
-      client.send(
-        new S3.CompleteMultipartUploadCommand({
-          Bucket,
-          Key: key,
-          UploadId: uploadId,
-          MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
-          ...conditional(ifNoneMatch),
-          ...sse.customer()
-        }),
-        { abortSignal: signal }
-      ), { key, uploadId }))
+  const completeMultipart: Ops["completeMultipart"] = (key, target, uploadId, etags, ifNoneMatch, completion) =>
+    Effect.suspend(() => {
+      let attempts = 0
+      const expected = multipartEtag(etags)
+      /** Whether the object now at the key is this upload, completed by an attempt whose answer was lost. */
+      const landed = head(key, target).pipe(
+        Effect.map(Option.filter((info) =>
+          Option.exists(expected, (etag) => Option.exists(info.etag, (e) => e.replace(/"/g, "").toLowerCase() === etag)) ||
+          (completion?.keyIsOurs === true && info.size === completion.size)
+        )),
+        // The check is a second chance: if it cannot be made, the completion's own outcome stands.
+        Effect.orElseSucceed(() => Option.none<ObjectInfo>()),
+        Effect.tap((found) =>
+          Option.isSome(found)
+            ? Effect.logInfo(`s3: the answer to CompleteMultipartUpload of ${target} was lost; the object is there: completed`)
+            : Effect.void
+        )
+      )
+      const asWritten = (info: ObjectInfo): WriteOutcome => ({ _tag: "Written", etag: info.etag })
+      return written(send("CompleteMultipartUpload", target, (signal) => {
+        attempts++
+        return client.send(
+          new S3.CompleteMultipartUploadCommand({
+            Bucket,
+            Key: key,
+            UploadId: uploadId,
+            MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
+            ...conditional(ifNoneMatch),
+            ...sse.customer()
+          }),
+          { abortSignal: signal }
+        )
+      }, { key, uploadId })).pipe(
+        // A retry that finds the key taken may have found our own completed upload.
+        Effect.flatMap((outcome) =>
+          outcome._tag === "Exists" && attempts > 1
+            ? Effect.map(landed, Option.match({ onNone: () => outcome, onSome: asWritten }))
+            : Effect.succeed(outcome)
+        ),
+        // Refused after an attempt the server may have carried out (or every attempt lost): was it done?
+        Effect.catchAll((e) =>
+          attempts > 1 || e.isTransient
+            ? Effect.flatMap(landed, Option.match({ onNone: () => Effect.fail(e), onSome: (info) => Effect.succeed(asWritten(info)) }))
+            : Effect.fail(e)
+        )
+      )
+    })
 
   const abortMultipart: Ops["abortMultipart"] = (key, target, uploadId, why) =>
     send("AbortMultipartUpload", target, (signal) =>

@@ -35,7 +35,7 @@ import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { ObjectStoreError } from "../../../core/Errors.js"
-import { abortReason, BACKEND, type Ops, type WriteHeaders, type WriteOutcome } from "./ops.js"
+import { abortReason, BACKEND, type Completion, type Ops, type WriteHeaders, type WriteOutcome } from "./ops.js"
 import { plan } from "./parts.js"
 
 /** Chunks shorter than this are copied together while the first part gathers, instead of being kept one by one. */
@@ -47,8 +47,12 @@ const SMALL_BUFFER = 64 * 1024
 export interface MultipartSession {
   /** The upload id, creating the upload on first call. */
   readonly id: Effect.Effect<string, ObjectStoreError>
-  /** Completes the upload with the parts' ETags (in part order). */
-  readonly complete: (etags: ReadonlyArray<string>, ifNoneMatch: boolean) => Effect.Effect<WriteOutcome, ObjectStoreError>
+  /** Completes the upload with the parts' ETags (in part order); `completion` recognizes it if the answer is lost. */
+  readonly complete: (
+    etags: ReadonlyArray<string>,
+    ifNoneMatch: boolean,
+    completion?: Completion
+  ) => Effect.Effect<WriteOutcome, ObjectStoreError>
   /** Aborts now (e.g. the content turned out to be stored already). */
   readonly abandon: (why: string) => Effect.Effect<void>
 }
@@ -74,12 +78,12 @@ export const session = (
           uploadId = created
         }))
     )
-    const complete = (etags: ReadonlyArray<string>, ifNoneMatch: boolean) =>
+    const complete = (etags: ReadonlyArray<string>, ifNoneMatch: boolean, completion?: Completion) =>
       Effect.suspend(() =>
         uploadId === undefined
           ? Effect.die(new Error("complete called before the multipart upload was created"))
           // Once S3 has the request the object may be visible: do not abort it half way.
-          : Effect.uninterruptible(ops.completeMultipart(key, target, uploadId, etags, ifNoneMatch)).pipe(
+          : Effect.uninterruptible(ops.completeMultipart(key, target, uploadId, etags, ifNoneMatch, completion)).pipe(
             Effect.tap((outcome) => {
               // A refused completion (the key exists) leaves the upload open: the finalizer aborts it.
               if (outcome._tag === "Written") settled = true
@@ -136,6 +140,13 @@ export interface UploadOptions {
   readonly headers: WriteHeaders
   /** Declared total length: sizes the parts, and a stream that disagrees fails with InvalidInput. */
   readonly size?: number | undefined
+  /**
+   * Nobody else writes `key` (a staging key of a random name), or any object
+   * of the upload's size there holds the same content (a content address):
+   * after a lost CompleteMultipartUpload answer, such an object is taken as
+   * this upload (see ops `Completion`). Default false: the ETag decides.
+   */
+  readonly keyIsOurs?: boolean | undefined
 }
 
 const invalid = (method: string, description: string) =>
@@ -375,7 +386,10 @@ export const start = (ops: Ops, options: UploadOptions): Effect.Effect<Upload, O
           yield* multipart.abandon("not stored: decided after the upload")
           return { _tag: "Skipped", size: written, exists: false } satisfies Finished
         }
-        const outcome = yield* multipart.complete(etags, decision.value.ifNoneMatch)
+        const outcome = yield* multipart.complete(etags, decision.value.ifNoneMatch, {
+          size: written,
+          keyIsOurs: options.keyIsOurs === true
+        })
         if (outcome._tag === "Exists") {
           yield* multipart.abandon("the key already holds an object")
           return { _tag: "Skipped", size: written, exists: true } satisfies Finished
