@@ -70,6 +70,9 @@ export const layerWithUploadsConfig = (
  * applied; safe to run from several processes at once.
  */
 export const migrate = (
-  options: PgLayers.Options
+  options: PgLayers.Options,
+  migrations: Omit<PgMigrations.Options, "schema"> = {}
 ): Effect.Effect<ReadonlyArray<readonly [number, string]>, MetadataError> =>
-  PgMigrations.run({ schema: options.schema }).pipe(Effect.provide(PgLayers.client({ ...options, migrate: false })))
+  PgMigrations.run({ ...migrations, schema: options.schema }).pipe(
+    Effect.provide(PgLayers.client({ ...options, migrate: false }))
+  )

@@ -16,13 +16,15 @@
  * password authentication over TCP (so that tests of password handling mean
  * something) and fsync off. It is stopped and deleted at the end.
  *
- * Testcontainers is not used: no container runtime exists on these
- * machines, and a local cluster starts in about a second.
+ * Where a container runtime answers, containersGlobalSetup.ts also starts a
+ * `postgres:15` container, and `describePg` suites run once per server, the
+ * server named in their titles (`... on local postgres`,
+ * `... on postgres:15 container`); see containers.ts.
  *
  * When neither a URL nor the binaries are available, `skipReason` says why
  * and the suites register their tests as skipped.
  */
-import { afterAll, beforeAll, describe, inject, it as baseIt, layer as sharedLayer, type Vitest } from "@effect/vitest"
+import { afterAll, beforeAll, beforeEach, describe, inject, it as baseIt, layer as sharedLayer, type Vitest } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
@@ -30,6 +32,7 @@ import { randomBytes } from "node:crypto"
 import * as Pg from "pg"
 import * as PgLayers from "../../src/backends/pg/PgLayers.js"
 import { gate } from "../../src/testing/capabilities.js"
+import { type PgTarget, pgTargets } from "./containers.js"
 import { findBinDir, type PgServer, startCluster } from "./pgCluster.js"
 
 export { findBinDir, type PgServer, startCluster } from "./pgCluster.js"
@@ -82,8 +85,12 @@ export const usePostgres = (): void => {
   }, 30_000)
 }
 
-/** The superuser URL of the server of this test run. */
+/** The server the running `describePg` block works on (undefined: the local one). */
+let current: PgTarget | undefined
+
+/** The superuser URL of the server of this test run (or of the running `describePg` block's server). */
 export const serverUrl = async (): Promise<string> => {
+  if (current?.url !== undefined) return current.url
   const fromEnv = process.env.GRAVITON_TEST_PG_URL
   if (fromEnv) return fromEnv
   const fromGlobal = provided("gravitonPgUrl")
@@ -138,9 +145,11 @@ export const pgLayer = (label: string, options: Omit<PgLayers.Options, "url"> = 
   )
 
 /**
- * A describe block over a shared layer whose tests are skipped, with the
- * reason in their titles, when no PostgreSQL is available (the layer is then
- * never built). `test` is `it.effect` gated on that reason.
+ * A describe block over a shared layer, once per server of this run (the
+ * local one, and a container where a runtime answers), titled
+ * `<name> on <server>`. Its tests are skipped, with the reason in their
+ * titles, when no local PostgreSQL is available (the layer is then never
+ * built). `test` is `it.effect` gated on that reason.
  */
 export const describePg = <R, E>(
   name: string,
@@ -148,10 +157,25 @@ export const describePg = <R, E>(
   body: (test: Vitest.Test<R>, it: Vitest.MethodsNonLive<R, true>) => void
 ): void => {
   const reason = skipReason()
-  if (reason !== undefined) {
-    const it = baseIt as unknown as Vitest.MethodsNonLive<R, true>
-    describe(name, () => body(gate(it.effect, reason), it))
-  } else {
-    sharedLayer(layer, { excludeTestServices: true, timeout: "120 seconds" })(name, (it) => body(it.effect, it))
+  for (const target of pgTargets()) {
+    const title = `${name} on ${target.label}`
+    if (reason !== undefined && target.url === undefined) {
+      const it = baseIt as unknown as Vitest.MethodsNonLive<R, true>
+      describe(title, () => body(gate(it.effect, reason), it))
+      continue
+    }
+    describe(title, () => {
+      // Registered before the layer's own beforeAll, so the layer's database is made on this server.
+      beforeAll(() => {
+        current = target
+      })
+      beforeEach(() => {
+        current = target
+      })
+      afterAll(() => {
+        current = undefined
+      })
+      sharedLayer(layer, { excludeTestServices: true, timeout: "120 seconds" })((it) => body(it.effect, it))
+    })
   }
 }

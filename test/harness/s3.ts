@@ -8,8 +8,12 @@
  *   its own random prefix instead of creating a bucket) and
  *   GRAVITON_TEST_S3_UNSUPPORTED (comma-separated capability names the
  *   endpoint lacks, e.g. "sseC").
- * - `minio`: Testcontainers MinIO. Always skipped on these machines:
- *   `testcontainers` is not a dependency and no container runtime answers.
+ * - `minio`: MinIO built by scripts/install-minio.sh, one server per test
+ *   run started over TLS by minioGlobalSetup.ts (minio.ts), so that SSE-C is
+ *   enforced; skipped with the reason where it is not installed.
+ * - `minio-container`: a MinIO container started for the whole run by
+ *   containersGlobalSetup.ts where a container runtime answers (see
+ *   containers.ts); skipped with the probe's answer where none does.
  * - `moto`: moto_server from .venv-moto (scripts/install-moto.sh), on a
  *   random loopback port.
  * - `s3rver`: the npm package, in a child Node process run with
@@ -41,6 +45,8 @@ import * as S3Client from "../../src/backends/s3/S3Client.js"
 import type { Encryption, S3ClientOptions, S3Unsupported } from "../../src/backends/s3/S3Config.js"
 import * as Retry from "../../src/kit/Retry.js"
 import { type Capability, unsupported } from "../../src/testing/capabilities.js"
+import { containerSkip, env as containerEnv } from "./containers.js"
+import { env as minioEnv } from "./minio.js"
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..")
 
@@ -248,8 +254,15 @@ const envCapabilities = (): ServerCapabilities => {
   return caps as unknown as ServerCapabilities
 }
 
-/** Every server the harness knows, with why it is skipped here when it is. */
-export const candidates: ReadonlyArray<Candidate> = [
+/** What MinIO does, as S3Servers.test.ts checks it. */
+const minioCapabilities: ServerCapabilities = {
+  ...all,
+  multipartAbort: unsupported("MinIO's ListMultipartUploads lists the uploads of one exact key, not those under a prefix"),
+  keySemantics: unsupported("MinIO stores objects as files and folders: it cannot hold `a` next to `a/b`")
+}
+
+/** Every server the harness knows, with why it is skipped here when it is; `environment` carries the global setups' servers. */
+export const makeCandidates = (environment: NodeJS.ProcessEnv = process.env): ReadonlyArray<Candidate> => [
   {
     name: "env",
     skip: process.env.GRAVITON_TEST_S3_ENDPOINT ? undefined : "GRAVITON_TEST_S3_ENDPOINT is not set",
@@ -265,10 +278,32 @@ export const candidates: ReadonlyArray<Candidate> = [
   },
   {
     name: "minio",
-    skip: "Testcontainers MinIO: the testcontainers package is not installed and no container runtime answers on this machine",
-    capabilities: all,
+    skip: environment[minioEnv.skip] ||
+      (environment[minioEnv.endpoint] ? undefined : "MinIO was not started for this run (test/harness/minioGlobalSetup.ts)"),
+    capabilities: minioCapabilities,
     clientOptions: {},
-    start: () => Promise.reject(new Error("not available"))
+    start: async () => ({
+      endpoint: environment[minioEnv.endpoint]!,
+      region: "us-east-1",
+      accessKeyId: environment[minioEnv.accessKey] ?? "",
+      secretAccessKey: environment[minioEnv.secretKey] ?? ""
+    })
+  },
+  {
+    name: "minio-container",
+    skip: containerSkip(environment) ??
+      (environment[containerEnv.minioEndpoint] ? undefined : "no MinIO container was started for this run"),
+    capabilities: {
+      ...minioCapabilities,
+      sseC: unsupported("the MinIO container serves plain HTTP, over which MinIO refuses SSE-C")
+    },
+    clientOptions: {},
+    start: async () => ({
+      endpoint: environment[containerEnv.minioEndpoint]!,
+      region: "us-east-1",
+      accessKeyId: environment[containerEnv.minioAccessKey] ?? "",
+      secretAccessKey: environment[containerEnv.minioSecretKey] ?? ""
+    })
   },
   {
     name: "moto",
@@ -302,6 +337,9 @@ export const candidates: ReadonlyArray<Candidate> = [
     start: startS3rver
   }
 ]
+
+/** Every server the harness knows in this process. */
+export const candidates: ReadonlyArray<Candidate> = makeCandidates()
 
 /** The candidate named `name`. */
 export const candidate = (name: string): Candidate => {

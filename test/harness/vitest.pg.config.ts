@@ -13,6 +13,6 @@ export default defineConfig({
     // Replaces (mergeConfig would append to) the base list.
     include: ["test/backends/pg/**/*.test.ts"],
     // MigrateCli.test.ts runs the built CLI.
-    globalSetup: ["test/harness/buildGlobalSetup.ts", "test/harness/pgGlobalSetup.ts"]
+    globalSetup: ["test/harness/buildGlobalSetup.ts", "test/harness/containersGlobalSetup.ts", "test/harness/pgGlobalSetup.ts"]
   }
 })

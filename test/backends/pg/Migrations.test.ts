@@ -1,7 +1,9 @@
 /**
  * Migrations: Flyway-named files in version order, a fresh database, a
  * re-run that does nothing, two migrators racing on one database, a schema
- * of its own, and a failing migration that leaves nothing behind.
+ * of its own, a failing migration that leaves nothing behind, and the
+ * history checks Flyway makes too (an edited file, a failed or skipped
+ * version). Flyway itself: Flyway.test.ts.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { SqlClient } from "@effect/sql/SqlClient"
@@ -73,7 +75,7 @@ describe("PgMigrations", () => {
         expect(yield* PgMigrations.run()).toEqual(expected)
         expect(yield* PgMigrations.applied).toEqual(expected)
         expect(yield* tables("public")).toEqual(
-          ["graviton_migrations", "kv", "object_chunks", "object_contents", "objects", "replicas", "upload_ranges"]
+          ["flyway_schema_history", "kv", "object_chunks", "object_contents", "objects", "replicas", "upload_ranges"]
         )
         expect(yield* PgMigrations.run()).toEqual([])
         expect(yield* PgMigrations.applied).toEqual(expected)
@@ -125,6 +127,33 @@ describe("PgMigrations", () => {
       // Without GRAVITON_PG_URL it is a configuration error, not a defect.
       const missing = yield* Effect.flip(Effect.withConfigProvider(migrateFromEnv, ConfigProvider.fromMap(new Map())))
       expect(missing._tag).not.toBe("MetadataError")
+    }))
+
+  test("a migration edited after it was applied, a failed migration in the history, or one applied out of order stop the run", () =>
+    Effect.gen(function*() {
+      const first = { "V1__a.sql": "CREATE TABLE a (id int);\n", "V2__b.sql": "CREATE TABLE b (id int);\n" }
+      const client = yield* bareClient("migrate_history")
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient
+        expect(yield* PgMigrations.run({ directory: yield* scratchDir(first) })).toEqual([[1, "a"], [2, "b"]])
+        // Same statements with other line endings: Flyway's checksum ignores them, so does ours.
+        const crlf = yield* scratchDir({ "V1__a.sql": "CREATE TABLE a (id int);\r\n", "V2__b.sql": "CREATE TABLE b (id int);" })
+        expect(yield* PgMigrations.run({ directory: crlf })).toEqual([])
+
+        const edited = yield* Effect.flip(PgMigrations.run({ directory: yield* scratchDir({ ...first, "V2__b.sql": "CREATE TABLE b (id bigint);" }) }))
+        expect(edited.reason).toBe("Conflict")
+        expect(edited.description).toContain("V2__b.sql was changed after it was applied")
+
+        const gap = yield* Effect.flip(PgMigrations.run({
+          directory: yield* scratchDir({ ...first, "V0__early.sql": "SELECT 1;", "V3__c.sql": "CREATE TABLE c (id int);" })
+        }))
+        expect(gap.description).toContain("V0__early.sql is not applied, but version 2 already is")
+        expect(yield* tables("public")).not.toContain("c")
+
+        yield* sql`UPDATE flyway_schema_history SET success = false WHERE version = '2'`
+        const failed = yield* Effect.flip(PgMigrations.run({ directory: yield* scratchDir(first) }))
+        expect(failed.description).toContain("records a failed migration (version 2")
+      }).pipe(Effect.provide(client))
     }))
 
   test("a failing migration fails the run, and everything of that run is rolled back", () =>

@@ -86,6 +86,8 @@ eachServer("SSE-S3", (c) => storeLayer(c, "sse-s3", { encryption: { _tag: "S3" }
 eachServer("SSE-KMS", (c) => storeLayer(c, "sse-kms", { encryption: { _tag: "Kms", keyId: kmsKeyId } }), (test, server) => {
   const realEndpoint = server.name === "env" && process.env.GRAVITON_TEST_S3_KMS_KEY_ID === undefined
     ? "set GRAVITON_TEST_S3_KMS_KEY_ID to test SSE-KMS on a real endpoint"
+    : server.name.startsWith("minio")
+    ? "MinIO refuses key ids its KMS does not hold (KeyNotFound), and the test's id is an AWS ARN"
     : undefined
   test.scoped(realEndpoint)("every write asks for aws:kms with the key id", () =>
     Effect.gen(function*() {
