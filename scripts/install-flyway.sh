@@ -53,6 +53,12 @@ cat > "$CACHE/pom.xml" <<POM
   </dependencies>
 </project>
 POM
-mvn -q -B -f "$CACHE/pom.xml" dependency:copy-dependencies -DoutputDirectory="$CACHE/lib" -DincludeScope=runtime
+# Maven Central unreachable must not fail the test run: the Flyway tests are
+# then skipped, naming the missing jars.
+if ! mvn -q -B -f "$CACHE/pom.xml" dependency:copy-dependencies -DoutputDirectory="$CACHE/lib" -DincludeScope=runtime; then
+  rm -rf "$CACHE/lib"
+  echo "install-flyway: fetching Flyway $FLYWAY_VERSION failed: the Flyway tests will be skipped"
+  exit 0
+fi
 touch "$CACHE/lib/.complete"
 echo "install-flyway: Flyway $FLYWAY_VERSION and pgJDBC $PGJDBC_VERSION in $CACHE/lib ($(ls "$CACHE/lib" | wc -l) jars, $(( $(date +%s) - started )) s)"
