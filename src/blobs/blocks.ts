@@ -44,10 +44,11 @@ const takeReference = (
   held: Held
 ) => {
   const kvKey = BlobMeta.blockKey(key)
-  return Effect.tap(
-    compareAndSet(cas, method, kvKey, read.raw, Option.some(BlobMeta.encodeBlock(next))),
+  // Stamped with the time: gc leaves a block alone for its grace period after a reference is taken.
+  return Effect.flatMap(now, (at) => Effect.tap(
+    compareAndSet(cas, method, kvKey, read.raw, Option.some(BlobMeta.encodeBlock({ ...next, at }))),
     (ok) => ok ? Effect.sync(() => held.set(kvKey, { key, locator: next.locator })) : Effect.void
-  )
+  ))
 }
 
 /** One more reference on the live block `live` (as read in `read`). */
