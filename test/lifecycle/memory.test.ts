@@ -1,19 +1,5 @@
 /** The lifecycle suite on the memory store (CasBlobStore over in-memory ports, with resumable uploads). */
-import * as Layer from "effect/Layer"
-import * as MemoryLayers from "../../src/backends/memory/MemoryLayers.js"
-import * as MemoryObjectStore from "../../src/backends/memory/MemoryObjectStore.js"
-import * as CasBlobStore from "../../src/blobs/CasBlobStore.js"
-import * as Events from "../../src/kit/Events.js"
-import * as Metrics from "../../src/kit/Metrics.js"
-import * as Uploads from "../../src/uploads/Uploads.js"
-import { blocks, lifecycleSuite } from "./suite.js"
-
-/** The memory store of the CLI, chunked, with its uploads. */
-export const memoryStore = () =>
-  Uploads.layer().pipe(
-    Layer.provideMerge(CasBlobStore.layer({ layout: blocks })),
-    Layer.provideMerge(Layer.merge(MemoryLayers.metadata, MemoryObjectStore.layer)),
-    Layer.provideMerge(Layer.merge(Metrics.layer, Events.layer))
-  )
+import { memoryStore } from "./stores.js"
+import { lifecycleSuite } from "./suite.js"
 
 lifecycleSuite({ name: "memory", layer: memoryStore })

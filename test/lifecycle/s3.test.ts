@@ -31,6 +31,7 @@ const s3Options = (label: string) =>
 
 lifecycleSuite({
   name: "S3 + PostgreSQL",
+  s3: true,
   skip: skipReason() ?? noServer,
   layer: () =>
     Layer.unwrapScoped(Effect.gen(function*() {
@@ -42,6 +43,7 @@ lifecycleSuite({
 
 lifecycleSuite({
   name: "S3 + LevelDB",
+  s3: true,
   skip: noServer,
   layer: () =>
     Layer.unwrapEffect(Effect.map(s3Options("lifecycle-level"), (s3) =>

@@ -44,6 +44,8 @@ export interface Env {
   /** Why the store cannot run here (no server), or undefined. */
   readonly skip?: string | undefined
   readonly layer: () => Layer.Layer<Services, unknown>
+  /** The store's bytes are on S3: an unfinished multipart upload is planted (and must be reclaimed). */
+  readonly s3?: boolean | undefined
 }
 
 type Lc = Lifecycle.Lifecycle["Type"]
@@ -142,6 +144,7 @@ export const lifecycleSuite = (env: Env) =>
           const id = yield* uploads.begin({ size: 100, ttl: Duration.millis(300) })
           yield* uploads.write(id, 0, Stream.make(randomBytes(40, 8)))
           const multipart = yield* plantMultipart(`staging/${randomUUID()}`)
+          expect(multipart).toBe(env.s3 === true)
           yield* age
 
           const expected = { staging: 2, uploads: 1, blocks: dropped.count, orphans: 2, multipart: multipart ? 1 : 0 }
