@@ -5,7 +5,8 @@
  * gains a reference during the sweep must be kept. Afterwards every blob
  * reads back and verifies, check finds nothing missing or damaged (only the
  * planted leaks, which --repair recounts). (Memory and
- * embedded stores, fibers of one process; another process is not covered.)
+ * embedded stores, fibers of one process; processes.test.ts runs writer
+ * processes against PostgreSQL.)
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"

@@ -25,9 +25,11 @@ import * as CasBlobStore from "../../src/blobs/CasBlobStore.js"
 import { BlobAssembly } from "../../src/ports/BlobAssembly.js"
 import { BlobStore } from "../../src/ports/BlobStore.js"
 import { KeyValueStore } from "../../src/ports/KeyValueStore.js"
+import { MetricsRegistry } from "../../src/ports/MetricsRegistry.js"
 import { MutableObjectStore } from "../../src/ports/ObjectStore.js"
 import { ReplicaIndex } from "../../src/ports/ReplicaIndex.js"
 import * as Lifecycle from "../../src/lifecycle/Lifecycle.js"
+import * as LifecycleMetrics from "../../src/lifecycle/LifecycleMetrics.js"
 import { Uploads } from "../../src/uploads/Uploads.js"
 import { gate } from "../../src/testing/capabilities.js"
 import { chunked, collect, randomBytes, sameBytes } from "../../src/testing/bytes.js"
@@ -36,7 +38,7 @@ import { chunked, collect, randomBytes, sameBytes } from "../../src/testing/byte
 export const blocks = CasBlobStore.chunked({ min: 4 * 1024, avg: 16 * 1024, max: 64 * 1024 })
 
 /** What a store under test provides. */
-export type Services = BlobStore | BlobAssembly | MutableObjectStore | KeyValueStore | ReplicaIndex | Uploads
+export type Services = BlobStore | BlobAssembly | MutableObjectStore | KeyValueStore | ReplicaIndex | Uploads | MetricsRegistry
 
 /** One store to run the suite on: a fresh, empty one per call (chunked layout). */
 export interface Env {
@@ -158,6 +160,9 @@ export const lifecycleSuite = (env: Env) =>
           expect(count(real)).toEqual(expected)
           expect(real.reclaimed).toEqual(dry.reclaimed)
           expect(yield* exists(BlobMeta.contentPath(strayKey))).toBe(false)
+          const samples = yield* (yield* MetricsRegistry).snapshot
+          const reclaimedStaging = samples.find((m) => m.name === LifecycleMetrics.gcReclaimedObjects && m.tags.kind === "staging")
+          expect(reclaimedStaging?._tag === "Counter" ? reclaimedStaging.value : undefined).toBe(2)
 
           const again = yield* lc.gc({ grace: GRACE })
           expect(again.total.count).toBe(0)
