@@ -29,7 +29,7 @@
  *
  * Known limits. A process that dies mid-put leaves its staging object
  * (or, chunked, block references that are never released: space, never
- * data); nothing sweeps them yet. A delete stalled between hiding a blob
+ * data); the lifecycle's gc (src/lifecycle) sweeps them after its grace period. A delete stalled between hiding a blob
  * and removing its object for longer than `lease` can remove bytes that a
  * later put of the same content placed at the same address. Without a
  * UnitOfWork the replica entry is recorded after the blob is published: if
