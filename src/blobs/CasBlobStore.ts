@@ -51,6 +51,7 @@ import * as BlobStoreProtocol from "../kit/BlobStoreProtocol.js"
 import { uploadsPrefix } from "./addresses.js"
 import { assemble } from "./assemble.js"
 import * as Cas from "./context.js"
+import * as Counters from "./counters.js"
 import { remove } from "./delete.js"
 import { BACKEND } from "./errors.js"
 import { list, stat } from "./list.js"
@@ -79,6 +80,10 @@ const raw = (cas: Cas.Cas): BlobStoreProtocol.Raw => ({
 const build = (options: Options) =>
   Effect.gen(function*() {
     const cas = yield* Cas.make(options)
+    // Counting starts on an empty store; a failure only leaves `stats` to say the counters are absent.
+    yield* Counters.initialize(cas.kv).pipe(
+      Effect.catchAll((e) => Effect.logWarning(`cas: could not start the space counters: ${e.message}`))
+    )
     return {
       store: yield* BlobStoreProtocol.make(raw(cas), cas.instrument),
       assembly: BlobAssembly.of({ stagingPrefix: uploadsPrefix(cas.settings), assemble: assemble(cas) })

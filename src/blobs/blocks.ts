@@ -15,6 +15,7 @@ import type * as BlobLocator from "../core/BlobLocator.js"
 import { type KvCheck, type KvWrite } from "../ports/KeyValueStore.js"
 import * as KV from "../ports/KeyValueStore.js"
 import * as BlobMeta from "./BlobMeta.js"
+import * as Counters from "./counters.js"
 import { blockLocator } from "./addresses.js"
 import { type Cas, now } from "./context.js"
 import { fail, fromPortError } from "./errors.js"
@@ -205,7 +206,7 @@ export const releaseBlocks = (
         return Effect.map(readBlock(cas, method, kvKey), (read) => ({ ...read, kvKey, key: b.key }))
       }, { concurrency: CONCURRENCY })
       const { checks, dropped, writes } = releasePlan(current, blob, token, yield* now)
-      if (!(yield* Effect.mapError(cas.kv.commit(checks, writes), fromPortError(method)))) {
+      if (!(yield* Effect.mapError(Counters.commit(cas.kv, checks, writes), fromPortError(method)))) {
         if (blob !== undefined) {
           const again = yield* Effect.mapError(cas.kv.get(blob.kvKey), fromPortError(method))
           if (!sameBytes(again, Option.some(blob.raw))) return false

@@ -13,6 +13,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Counters from "../blobs/counters.js"
 import type { StorageError } from "../core/Errors.js"
 import type { KeyValueStore } from "../ports/KeyValueStore.js"
 import type { MetricsRegistry } from "../ports/MetricsRegistry.js"
@@ -27,7 +28,8 @@ import {
   leftoverKinds,
   problemKinds,
   repairKinds,
-  type StatsReport
+  type StatsReport,
+  type Tallies
 } from "./report.js"
 import { stats as computeStats } from "./stats.js"
 import { walk } from "./walk.js"
@@ -109,6 +111,40 @@ const gc = (ctx: Ctx.Context) => (options: GcOptions = {}) =>
     } satisfies GcReport
   })
 
+/**
+ * Compares the space counters with what the walk counted; `repair` rewrites
+ * them. Writes during the walk make the two differ, and make the rewrite
+ * fail when they touch the counters meanwhile (said in a note; run again).
+ */
+const checkCounters = (ctx: Ctx.Context, t: Tallies, repair: boolean) =>
+  Effect.gen(function*() {
+    const counted: Counters.Counts = {
+      blobs: t.blobs,
+      chunkedBlobs: t.chunkedBlobs,
+      logicalBytes: t.logicalBytes,
+      monolithicBytes: t.monolithicBytes,
+      blocks: t.blocks,
+      blockBytes: t.blockBytes
+    }
+    const kept = Option.getOrNull(yield* Counters.read(ctx.kv))
+    const state = kept === null ? "absent" as const : Counters.equal(kept, counted) ? "match" as const : "mismatch" as const
+    if (state === "match") return { state, kept, counted }
+    if (!repair) {
+      t.notes.push(
+        state === "absent"
+          ? "the space counters are absent (a store older than them): `graviton check --repair` stores them"
+          : "the space counters differ from the records: `graviton check --repair` rewrites them"
+      )
+      return { state, kept, counted }
+    }
+    if (yield* Counters.reset(ctx.kv, counted)) {
+      t.notes.push(`the space counters were ${state === "absent" ? "stored" : "rewritten"} from the records`)
+      return { state: "rewritten" as const, kept, counted }
+    }
+    t.notes.push("the space counters changed while they were being rewritten (a write ran meanwhile): run `check --repair` again")
+    return { state, kept, counted }
+  })
+
 const check = (ctx: Ctx.Context) => (options: CheckOptions = {}) =>
   Effect.gen(function*() {
     const started = yield* Clock.currentTimeMillis
@@ -116,6 +152,7 @@ const check = (ctx: Ctx.Context) => (options: CheckOptions = {}) =>
     const repair = options.repair === true
     const t = emptyTallies()
     yield* walk(ctx, { now: started, grace: graceMillis(options.grace), reclaim: false, check: true, readData, repair }, t)
+    const counters = yield* checkCounters(ctx, t, repair)
     yield* record(ctx, (m) =>
       Effect.gen(function*() {
         for (const k of problemKinds) {
@@ -141,6 +178,7 @@ const check = (ctx: Ctx.Context) => (options: CheckOptions = {}) =>
       leftovers: t.leftovers,
       keptYoung: t.young,
       unknownObjects: t.unknownObjects,
+      counters,
       notes: t.notes,
       seconds: ((yield* Clock.currentTimeMillis) - started) / 1000
     } satisfies CheckReport

@@ -1,4 +1,5 @@
 /** What gc and check find, count and do: the shapes of their reports (and of `--json`). */
+import type { Counts } from "../blobs/counters.js"
 
 /** What gc reclaims, by kind. */
 export type LeftoverKind = "staging" | "uploads" | "blocks" | "orphans" | "multipart"
@@ -63,7 +64,9 @@ export interface Tallies {
   /** Leftovers within the grace period, kept. */
   readonly young: Record<LeftoverKind, number>
   blobs: number
+  chunkedBlobs: number
   logicalBytes: number
+  monolithicBytes: number
   blocks: number
   blockBytes: number
   /** Objects under Graviton's areas whose name no rule explains: reported, never touched. */
@@ -81,7 +84,9 @@ export const emptyTallies = (): Tallies => ({
   leftovers: record(leftoverKinds, () => ({ count: 0, bytes: 0 })),
   young: record(leftoverKinds, () => 0),
   blobs: 0,
+  chunkedBlobs: 0,
   logicalBytes: 0,
+  monolithicBytes: 0,
   blocks: 0,
   blockBytes: 0,
   unknownObjects: 0,
@@ -122,12 +127,23 @@ export interface CheckReport {
   readonly leftovers: Record<LeftoverKind, Tally>
   readonly keptYoung: Record<LeftoverKind, number>
   readonly unknownObjects: number
+  /**
+   * The space counters (see blobs/counters.ts) against what the walk counted:
+   * match, mismatch, absent (a store older than them), or rewritten by `--repair`.
+   */
+  readonly counters: {
+    readonly state: "match" | "mismatch" | "absent" | "rewritten"
+    readonly kept: Counts | null
+    readonly counted: Counts
+  }
   readonly notes: ReadonlyArray<string>
   readonly seconds: number
 }
 
 /** The result of `stats`. */
 export interface StatsReport {
+  /** kept: read from the counters; absent (a store older than them): counted from every record, `check --repair` stores them. */
+  readonly counters: "kept" | "absent"
   readonly blobs: number
   readonly monolithicBlobs: number
   readonly chunkedBlobs: number

@@ -1,16 +1,20 @@
 /**
- * `stats`: space accounting from the records alone (no object is read or
- * listed except the staging area, which holds only what is in flight):
- * blob records give the blob count and logical bytes, block records the
- * block count and sizes; a monolithic blob's object is stored once (the
+ * `stats`: space accounting from the counters kept with the records (see
+ * blobs/counters.ts: a few keys, whatever the store's size), plus the
+ * staging area and upload records, which hold only what is in flight. A
+ * store written before the counters existed has none: then the records are
+ * read once (as `scan` below) and the report says to run `check --repair`,
+ * which stores the counters. A monolithic blob's object is stored once (the
  * record is per content), a block once however many blobs share it.
  */
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as BinaryKey from "../core/BinaryKey.js"
 import type { StorageError } from "../core/Errors.js"
 import * as BlobMeta from "../blobs/BlobMeta.js"
+import * as Counters from "../blobs/counters.js"
 import { NAMESPACE as UPLOADS } from "../uploads/Uploads.js"
 import { type Context, prefixOf } from "./context.js"
 import type { StatsReport } from "./report.js"
@@ -30,9 +34,10 @@ const fields = (bytes: Uint8Array): { readonly state?: unknown; readonly layout?
 /** An upload record's key (`uploads/<id>`; its segment digests live under `uploads/<id>/…`). */
 const UPLOAD_ID = /^[0-9a-f]{32}$/
 
-export const stats = (ctx: Context): Effect.Effect<StatsReport, StorageError> =>
+/** The counts from every record (stores without counters). */
+const scan = (ctx: Context): Effect.Effect<Counters.Counts, StorageError> =>
   Effect.gen(function*() {
-    const s = { blobs: 0, monolithic: 0, chunked: 0, logical: 0, monolithicBytes: 0, blocks: 0, blockBytes: 0 }
+    const s = Counters.zero()
     // Only the state and layout are needed: read with JSON.parse, not the full record decoder (check validates records).
     yield* Stream.runForEach(ctx.kv.list(BlobMeta.BLOBS), ([kvKey, bytes]) =>
       Effect.sync(() => {
@@ -40,13 +45,9 @@ export const stats = (ctx: Context): Effect.Effect<StatsReport, StorageError> =>
         const record = fields(bytes)
         if (Either.isLeft(key) || record?.state !== "live") return
         s.blobs++
-        s.logical += key.right.size
-        if (record.layout === "chunked") {
-          s.chunked++
-        } else {
-          s.monolithic++
-          s.monolithicBytes += key.right.size
-        }
+        s.logicalBytes += key.right.size
+        if (record.layout === "chunked") s.chunkedBlobs++
+        else s.monolithicBytes += key.right.size
       }))
     yield* Stream.runForEach(ctx.kv.list(BlobMeta.BLOCKS), ([kvKey, bytes]) =>
       Effect.sync(() => {
@@ -56,6 +57,13 @@ export const stats = (ctx: Context): Effect.Effect<StatsReport, StorageError> =>
         s.blocks++
         s.blockBytes += size
       }))
+    return s
+  })
+
+export const stats = (ctx: Context): Effect.Effect<StatsReport, StorageError> =>
+  Effect.gen(function*() {
+    const kept = yield* Counters.read(ctx.kv)
+    const s = Option.isSome(kept) ? kept.value : yield* scan(ctx)
     const staging = yield* Stream.runFold(
       ctx.objects.list(prefixOf(ctx, ctx.staging)),
       { count: 0, bytes: 0 },
@@ -66,12 +74,13 @@ export const stats = (ctx: Context): Effect.Effect<StatsReport, StorageError> =>
     )
     const stored = s.monolithicBytes + s.blockBytes
     return {
+      counters: Option.isSome(kept) ? "kept" : "absent",
       blobs: s.blobs,
-      monolithicBlobs: s.monolithic,
-      chunkedBlobs: s.chunked,
-      logicalBytes: s.logical,
+      monolithicBlobs: s.blobs - s.chunkedBlobs,
+      chunkedBlobs: s.chunkedBlobs,
+      logicalBytes: s.logicalBytes,
       storedBytes: stored,
-      dedupRatio: stored === 0 ? 0 : s.logical / stored,
+      dedupRatio: stored === 0 ? 0 : s.logicalBytes / stored,
       blocks: s.blocks,
       blockBytes: s.blockBytes,
       averageBlockBytes: s.blocks === 0 ? 0 : s.blockBytes / s.blocks,

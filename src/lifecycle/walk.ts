@@ -32,6 +32,7 @@ import type { StorageError } from "../core/Errors.js"
 import * as Hashing from "../core/Hashing.js"
 import type { ObjectStat } from "../core/Models.js"
 import * as BlobMeta from "../blobs/BlobMeta.js"
+import * as Counters from "../blobs/counters.js"
 import { NAMESPACE as UPLOADS } from "../uploads/Uploads.js"
 import { type Address, type Context, joinKeyOf, parseContent, prefixOf } from "./context.js"
 import { type Keyed, outerJoin } from "./merge.js"
@@ -171,6 +172,8 @@ const blobEntry = (w: Walk, [kvKey, bytes]: readonly [string, Uint8Array]) =>
     if (record._tag === "Live") {
       w.t.blobs++
       w.t.logicalBytes += key.size
+      if (record.storage._tag === "Chunked") w.t.chunkedBlobs++
+      else w.t.monolithicBytes += key.size
     }
     const blob = record._tag === "Pending" ? undefined : record._tag === "Live" ? record : record.blob
     if (blob !== undefined && blob.storage._tag === "Chunked") {
@@ -243,12 +246,13 @@ const reindex = (w: Walk, key: BinaryKey.BinaryKey, locator: BlobLocator.BlobLoc
       contentType: undefined,
       storage: { _tag: "Monolithic", locator }
     }
-    const ok = yield* w.ctx.kv.compareAndSet(BlobMeta.blobKey(key), Option.none(), Option.some(BlobMeta.encodeBlob(key, live)))
+    const ok = yield* Counters.compareAndSet(w.ctx.kv, BlobMeta.blobKey(key), Option.none(), Option.some(BlobMeta.encodeBlob(key, live)))
     if (!ok) return false
     yield* w.ctx.replicas.add(key, locator)
     yield* repaired(w, "reindexed")
     w.t.blobs++
     w.t.logicalBytes += key.size
+    w.t.monolithicBytes += key.size
     return true
   })
 
@@ -333,7 +337,7 @@ const removeBlock = (w: Walk, e: BlockEntry, locator: BlobLocator.BlobLocator) =
   Effect.gen(function*() {
     const tomb = BlobMeta.encodeBlock({ _tag: "Deleting", token: randomUUID(), since: w.mode.now, locator })
     // A put that took a reference since the listing changed the record: the block stays.
-    if (!(yield* w.ctx.kv.compareAndSet(e.kvKey, e.raw, Option.some(tomb)))) return false
+    if (!(yield* Counters.compareAndSet(w.ctx.kv, e.kvKey, e.raw, Option.some(tomb)))) return false
     yield* finishBlock(w, e, locator, tomb)
     return true
   })
@@ -344,7 +348,7 @@ const finishBlock = (w: Walk, e: BlockEntry, locator: BlobLocator.BlobLocator, t
     yield* w.ctx.objects.delete(locator)
     yield* w.ctx.replicas.remove(e.key, locator)
     // Fails harmlessly when a put has taken the record over meanwhile.
-    yield* w.ctx.kv.compareAndSet(e.kvKey, Option.some(tomb), Option.none())
+    yield* Counters.compareAndSet(w.ctx.kv, e.kvKey, Option.some(tomb), Option.none())
   })
 
 /** One block record (or a manifest reference without one); returns the locator it names, if any. */
@@ -375,7 +379,7 @@ const blockEntry = (w: Walk, e: BlockEntry, objects: Map<string, ObjectStat>) =>
         let fixed = false
         if (w.mode.repair) {
           const next = BlobMeta.encodeBlock({ ...record, refs: e.refs })
-          fixed = yield* w.ctx.kv.compareAndSet(e.kvKey, e.raw, Option.some(next))
+          fixed = yield* Counters.compareAndSet(w.ctx.kv, e.kvKey, e.raw, Option.some(next))
           if (fixed) yield* repaired(w, "recounted")
         }
         yield* problem(w, "refcount", e.kvKey, `the record counts ${record.refs} references, the manifests ${e.refs}`, fixed)
@@ -404,7 +408,7 @@ const blockEntry = (w: Walk, e: BlockEntry, objects: Map<string, ObjectStat>) =>
       let fixed = false
       if (w.mode.repair && Option.isSome(where) && (yield* holds(w, where.value, e.key))) {
         const live = BlobMeta.encodeBlock({ _tag: "Live", refs: e.refs, locator: where.value, at: w.mode.now })
-        fixed = yield* w.ctx.kv.compareAndSet(e.kvKey, Option.none(), Option.some(live))
+        fixed = yield* Counters.compareAndSet(w.ctx.kv, e.kvKey, Option.none(), Option.some(live))
         if (fixed) yield* repaired(w, "blockRecordRestored")
       }
       yield* problem(w, "missingBlockRecord", e.kvKey, `${e.refs} manifest(s) reference a block with no record`, fixed)

@@ -20,5 +20,8 @@ export const stats = Command.make("stats", Globals.options, (args) =>
         yield* Output.line(`blocks         ${s.blocks} (${Output.formatBytes(s.blockBytes)}, average ${Output.formatBytes(Math.round(s.averageBlockBytes))})`)
         yield* Output.line(`staging        ${s.stagingObjects} object${s.stagingObjects === 1 ? "" : "s"} (${Output.formatBytes(s.stagingBytes)})`)
         yield* Output.line(`uploads        ${s.uploads} in progress`)
+        if (s.counters === "absent") {
+          yield* Output.note("note: this store has no space counters yet (written before them), so every record was read; `graviton check --repair` stores them")
+        }
       }))
   })).pipe(Command.withDescription("Space accounting: blobs, logical and stored bytes, dedup ratio, blocks, staging, uploads"))
