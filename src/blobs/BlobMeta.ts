@@ -85,9 +85,14 @@ export interface Deleting {
 /** The value under `blobs/<key>`. */
 export type BlobRecord = Live | Pending | Deleting
 
-/** The value under `blocks/<key>`: a live block with its reference count, or one being deleted. */
+/**
+ * The value under `blocks/<key>`: a live block with its reference count, or one being deleted.
+ * `at` is when a reference was last taken (absent in records written before it existed): a
+ * reference a put holds is in no manifest until the put publishes, so the lifecycle's gc leaves
+ * a block alone while `at` is within its grace period (see lifecycle/blocks.ts).
+ */
 export type BlockRecord =
-  | { readonly _tag: "Live"; readonly refs: number; readonly locator: BlobLocator.BlobLocator }
+  | { readonly _tag: "Live"; readonly refs: number; readonly locator: BlobLocator.BlobLocator; readonly at?: number | undefined }
   | { readonly _tag: "Deleting"; readonly token: string; readonly since: number; readonly locator: BlobLocator.BlobLocator }
 
 // ---------------------------------------------------------------------------
@@ -133,7 +138,13 @@ const BlobWire = Schema.Union(
 )
 
 const BlockWire = Schema.Union(
-  Schema.Struct({ v: Version, state: Schema.Literal("live"), refs: Schema.Int.pipe(Schema.positive()), locator: Schema.String }),
+  Schema.Struct({
+    v: Version,
+    state: Schema.Literal("live"),
+    refs: Schema.Int.pipe(Schema.positive()),
+    locator: Schema.String,
+    at: Schema.optional(Millis)
+  }),
   Schema.Struct({
     v: Version,
     state: Schema.Literal("deleting"),
@@ -200,7 +211,13 @@ export const encodeBlob = (key: BinaryKey.BinaryKey, record: BlobRecord): Uint8A
 /** Encodes a block record. */
 export const encodeBlock = (record: BlockRecord): Uint8Array =>
   record._tag === "Live"
-    ? json({ v: 1, state: "live", refs: record.refs, locator: BlobLocator.render(record.locator) })
+    ? json({
+      v: 1,
+      state: "live",
+      refs: record.refs,
+      locator: BlobLocator.render(record.locator),
+      ...(record.at === undefined ? {} : { at: record.at })
+    })
     : json({ v: 1, state: "deleting", token: record.token, since: record.since, locator: BlobLocator.render(record.locator) })
 
 const text = (bytes: Uint8Array): Either.Either<string, string> => {
@@ -272,5 +289,5 @@ export const decodeBlock = (bytes: Uint8Array): Either.Either<BlockRecord, strin
     Either.flatMap(Either.mapLeft(decodeBlockWire(t), (e) => e.message), (wire) =>
       Either.map(locator(wire.locator), (l): BlockRecord =>
         wire.state === "live"
-          ? { _tag: "Live", refs: wire.refs, locator: l }
+          ? { _tag: "Live", refs: wire.refs, locator: l, ...(wire.at === undefined ? {} : { at: wire.at }) }
           : { _tag: "Deleting", token: wire.token, since: wire.since, locator: l })))

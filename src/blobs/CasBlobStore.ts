@@ -29,7 +29,7 @@
  *
  * Known limits. A process that dies mid-put leaves its staging object
  * (or, chunked, block references that are never released: space, never
- * data); nothing sweeps them yet. A delete stalled between hiding a blob
+ * data); the lifecycle's gc (src/lifecycle) sweeps them after its grace period. A delete stalled between hiding a blob
  * and removing its object for longer than `lease` can remove bytes that a
  * later put of the same content placed at the same address. Without a
  * UnitOfWork the replica entry is recorded after the blob is published: if
@@ -52,6 +52,7 @@ import * as TracingPorts from "../kit/TracingPorts.js"
 import { uploadsPrefix } from "./addresses.js"
 import { assemble } from "./assemble.js"
 import * as Cas from "./context.js"
+import * as Counters from "./counters.js"
 import { remove } from "./delete.js"
 import { BACKEND } from "./errors.js"
 import { list, stat } from "./list.js"
@@ -80,6 +81,10 @@ const raw = (cas: Cas.Cas): BlobStoreProtocol.Raw => ({
 const build = (options: Options) =>
   Effect.gen(function*() {
     const cas = yield* Cas.make(options)
+    // Counting starts on an empty store; a failure only leaves `stats` to say the counters are absent.
+    yield* Counters.initialize(cas.kv).pipe(
+      Effect.catchAll((e) => Effect.logWarning(`cas: could not start the space counters: ${e.message}`))
+    )
     return {
       store: yield* BlobStoreProtocol.make(raw(cas), cas.instrument),
       assembly: TracingPorts.blobAssembly(BACKEND, BlobAssembly.of({ stagingPrefix: uploadsPrefix(cas.settings), assemble: assemble(cas) }))

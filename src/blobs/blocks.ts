@@ -15,6 +15,7 @@ import type * as BlobLocator from "../core/BlobLocator.js"
 import { type KvCheck, type KvWrite } from "../ports/KeyValueStore.js"
 import * as KV from "../ports/KeyValueStore.js"
 import * as BlobMeta from "./BlobMeta.js"
+import * as Counters from "./counters.js"
 import { blockLocator } from "./addresses.js"
 import { type Cas, now } from "./context.js"
 import { fail, fromPortError } from "./errors.js"
@@ -44,10 +45,11 @@ const takeReference = (
   held: Held
 ) => {
   const kvKey = BlobMeta.blockKey(key)
-  return Effect.tap(
-    compareAndSet(cas, method, kvKey, read.raw, Option.some(BlobMeta.encodeBlock(next))),
+  // Stamped with the time: gc leaves a block alone for its grace period after a reference is taken.
+  return Effect.flatMap(now, (at) => Effect.tap(
+    compareAndSet(cas, method, kvKey, read.raw, Option.some(BlobMeta.encodeBlock({ ...next, at }))),
     (ok) => ok ? Effect.sync(() => held.set(kvKey, { key, locator: next.locator })) : Effect.void
-  )
+  ))
 }
 
 /** One more reference on the live block `live` (as read in `read`). */
@@ -204,7 +206,7 @@ export const releaseBlocks = (
         return Effect.map(readBlock(cas, method, kvKey), (read) => ({ ...read, kvKey, key: b.key }))
       }, { concurrency: CONCURRENCY })
       const { checks, dropped, writes } = releasePlan(current, blob, token, yield* now)
-      if (!(yield* Effect.mapError(cas.kv.commit(checks, writes), fromPortError(method)))) {
+      if (!(yield* Effect.mapError(Counters.commit(cas.kv, checks, writes), fromPortError(method)))) {
         if (blob !== undefined) {
           const again = yield* Effect.mapError(cas.kv.get(blob.kvKey), fromPortError(method))
           if (!sameBytes(again, Option.some(blob.raw))) return false

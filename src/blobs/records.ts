@@ -9,6 +9,7 @@ import * as Option from "effect/Option"
 import type * as BinaryKey from "../core/BinaryKey.js"
 import { BlobError } from "../core/Errors.js"
 import * as BlobMeta from "./BlobMeta.js"
+import * as Counters from "./counters.js"
 import type { Cas } from "./context.js"
 import { corrupt, fromPortError } from "./errors.js"
 
@@ -41,14 +42,14 @@ export const readBlob = (cas: Cas, method: string, key: BinaryKey.BinaryKey) =>
 /** The block record under `kvKey`. */
 export const readBlock = (cas: Cas, method: string, kvKey: string) => readRecord(cas, method, kvKey, BlobMeta.decodeBlock)
 
-/** Replaces `expected` by `next` under `kvKey` (None: absent); false when the value was not `expected`. */
+/** Replaces `expected` by `next` under `kvKey` (None: absent), counters following; false when the value was not `expected`. */
 export const compareAndSet = (
   cas: Cas,
   method: string,
   kvKey: string,
   expected: Option.Option<Uint8Array>,
   next: Option.Option<Uint8Array>
-) => Effect.mapError(cas.kv.compareAndSet(kvKey, expected, next), fromPortError(method))
+) => Effect.mapError(Counters.compareAndSet(cas.kv, kvKey, expected, next), fromPortError(method))
 
 export const sameBytes = (a: Option.Option<Uint8Array>, b: Option.Option<Uint8Array>): boolean =>
   Option.isNone(a)

@@ -16,6 +16,8 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { readFileSync } from "node:fs"
+import { check } from "./commands/check.js"
+import { gc } from "./commands/gc.js"
 import { cat, get } from "./commands/get.js"
 import { ls } from "./commands/ls.js"
 import { metrics } from "./commands/metrics.js"
@@ -25,6 +27,7 @@ import { replicateCommand as replicate } from "./commands/replicate.js"
 import { migrate } from "./commands/migrate.js"
 import { rm } from "./commands/rm.js"
 import { stat } from "./commands/stat.js"
+import { stats } from "./commands/stats.js"
 import { upload } from "./commands/upload.js"
 import { uploads } from "./commands/uploads.js"
 import { verify } from "./commands/verify.js"
@@ -44,7 +47,7 @@ const version: string = (() => {
 
 const cliConfig = CliConfig.make({ showBuiltIns: false })
 
-const subcommands = [put, get, cat, stat, rm, ls, verify, metrics, migrate, upload, uploads, replicate, repair] as const
+const subcommands = [put, get, cat, stat, rm, ls, verify, metrics, migrate, upload, uploads, replicate, repair, gc, check, stats] as const
 
 /** What `graviton` with no command prints: a short map (each command's `--help` has the details). */
 export const overview = `graviton ${version}: content-addressed blob storage
@@ -68,6 +71,11 @@ Commands:
   replicate <key> --to <target>  |  replicate targets [rm NAME]
                          copy a blob to another store (embedded:<dir>|pg|s3), verified
   repair [key]           restore missing or corrupted blobs from their replicas
+  gc [--dry-run] [--grace 24h]
+                         reclaim leftovers of interrupted work and unreferenced blocks
+  check [--read-data] [--repair]
+                         check that records and objects agree; --repair fixes and rebuilds the index
+  stats                  blobs, logical and stored bytes, dedup ratio, blocks, staging, uploads
 
 Global options (before or after the command):
   --store <name>         which store: ${Stores.names().join(", ")}

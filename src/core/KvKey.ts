@@ -49,12 +49,14 @@ export const prefixUpperBound = (prefix: string): Uint8Array | undefined => {
  * Every namespace Graviton itself writes, the one list of them: `blobs`
  * and `blocks` (the content-addressed store's records), `ranges` (the
  * KV-backed RangeTracker), `replicas` (the KV-backed ReplicaIndex),
- * `uploads` (resumable upload records) and `cli` (the CLI's own state).
+ * `uploads` (resumable upload records), `cli` (the CLI's own state) and
+ * `lifecycle` (scratch entries of a running gc or check) and `stats` (the
+ * content-addressed store's space counters).
  * A backend that keeps namespaces apart (LevelDB sublevels) declares these
  * and refuses any other unless the application declares it too; a test
  * checks that each module's prefix is listed here.
  */
-export const NAMESPACES: ReadonlyArray<string> = ["blobs", "blocks", "ranges", "replicas", "uploads", "cli"]
+export const NAMESPACES: ReadonlyArray<string> = ["blobs", "blocks", "ranges", "replicas", "uploads", "cli", "lifecycle", "stats"]
 
 /** The namespace of a key: its first `/`-separated segment, or undefined when it has none. */
 export const namespaceOf = (key: string): string | undefined => {

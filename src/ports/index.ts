@@ -3,6 +3,7 @@ export { BlobStore } from "./BlobStore.js"
 export { type AssemblyPart, BlobAssembly } from "./BlobAssembly.js"
 export * as KV from "./KeyValueStore.js"
 export { KeyValueStore, type KvCheck, type KvWrite } from "./KeyValueStore.js"
+export { MultipartUploads, type PendingMultipart } from "./MultipartUploads.js"
 export { MetricsRegistry, type MetricSample, type MetricTags } from "./MetricsRegistry.js"
 export {
   ImmutableObjectStore,

@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import * as BlobMeta from "../../src/blobs/BlobMeta.js"
 import * as CasBlobStore from "../../src/blobs/CasBlobStore.js"
+import * as Counters from "../../src/blobs/counters.js"
 import * as MetricsState from "../../src/cli/metricsState.js"
 import { TARGETS_PREFIX } from "../../src/cli/commands/replicate.js"
 import * as KvKey from "../../src/core/KvKey.js"
@@ -26,6 +27,7 @@ describe("key namespaces", () => {
     const prefixes = [
       BlobMeta.BLOBS,
       BlobMeta.BLOCKS,
+      Counters.NAMESPACE,
       KvRangeTracker.NAMESPACE,
       KvReplicaIndex.NAMESPACE,
       Uploads.NAMESPACE,

@@ -107,8 +107,14 @@ const READ_AHEAD = 2
 const NAME_MAX = 255
 /** Temp files untouched for this long are leftovers of a crashed process, swept at startup. */
 const STALE_TEMP_MS = 24 * 60 * 60 * 1000
-/** Stats run concurrently while listing one directory. */
-const STAT_CONCURRENCY = 32
+/** Files stat'ed at once (synchronously) while listing one directory: the event loop is held for one batch at a time. */
+const STAT_BATCH = 256
+
+const batches = <A>(items: ReadonlyArray<A>): Array<ReadonlyArray<A>> => {
+  const out: Array<ReadonlyArray<A>> = []
+  for (let i = 0; i < items.length; i += STAT_BATCH) out.push(items.slice(i, i + STAT_BATCH))
+  return out
+}
 /** Attempts to rename into a directory that a concurrent delete may prune meanwhile. */
 const PLACE_ATTEMPTS = 5
 
@@ -512,7 +518,11 @@ export const make = (
         return toStat(to.locator, info, meta)
       }).pipe(instrument.observe("move"))
 
-    /** Streams the objects in the open directory `dir` (whose path relative to the bucket is `rel`), in UTF-8 byte order. */
+    /**
+     * Streams the objects in the open directory `dir` (whose path relative to the bucket is `rel`), in UTF-8 byte order.
+     * The entry types come from readdir; only files are stat'ed (for size and time), synchronously and in batches on
+     * the held directory: one thread-pool round trip and one effect per file cost far more than the lstat itself.
+     */
     const walk = (bucket: string, dir: Confined.Dir, rel: string, namePrefix: string): Stream.Stream<ObjectStat, ObjectStoreError> =>
       Stream.unwrap(Effect.gen(function*() {
         const where = `${scheme}://${bucket}/${rel}`
@@ -521,28 +531,26 @@ export const make = (
           try: () => NFS.promises.readdir(dir.at("."), { withFileTypes: true }),
           catch: fromFileSystem("list", where)
         })
-        const entries = yield* Effect.forEach(
-          // The store follows no symbolic link (see confined.ts): one is not part of this store.
-          dirents.filter((d) => d.name.startsWith(namePrefix) && !d.isSymbolicLink()),
-          (d) =>
-            Effect.tryPromise({ try: () => NFS.promises.lstat(dir.at(d.name)), catch: fromFileSystem("list", `${where}${d.name}`) }).pipe(
-              Effect.map((st) => Option.some({ name: d.name, st })),
-              // Deleted since the directory was read: not part of the listing.
-              Effect.catchIf((e) => isMissing(e.cause), () => Effect.succeed(Option.none()))
-            ),
-          { concurrency: STAT_CONCURRENCY }
-        )
+        // The store follows no symbolic link (see confined.ts): one is not part of this store, nor is anything but files and directories.
+        const wanted = dirents.filter((d) => d.name.startsWith(namePrefix) && (d.isFile() || d.isDirectory()))
         // A directory sorts as `name/`: every path under it starts that way,
         // which places it correctly among sibling files (`a-` < `a/…` < `a0`).
-        const sorted = entries
-          .flatMap((e) => (Option.isSome(e) && (e.value.st.isFile() || e.value.st.isDirectory()) ? [e.value] : []))
-          .map((e) => ({ ...e, sortKey: e.st.isDirectory() ? `${e.name}/` : e.name }))
+        const sorted = wanted
+          .map((d) => ({ name: d.name, directory: d.isDirectory(), sortKey: d.isDirectory() ? `${d.name}/` : d.name }))
           .sort((a, b) => KvKey.compare(a.sortKey, b.sortKey))
-        return Stream.fromIterable(sorted).pipe(
-          Stream.flatMap((e) => {
-            if (e.st.isDirectory()) {
+        // Runs of files become one chunk each; each directory its own stream.
+        const parts: Array<{ readonly files: Array<string> } | { readonly directory: string }> = []
+        for (const e of sorted) {
+          const lastPart = parts[parts.length - 1]
+          if (e.directory) parts.push({ directory: e.name })
+          else if (lastPart !== undefined && "files" in lastPart) lastPart.files.push(e.name)
+          else parts.push({ files: [e.name] })
+        }
+        return Stream.fromIterable(parts).pipe(
+          Stream.flatMap((part) => {
+            if ("directory" in part) {
               return Stream.unwrapScoped(
-                Effect.map(Confined.openScoped("list", root, dir, [e.name], false), (child) => walk(bucket, child, `${rel}${e.name}/`, ""))
+                Effect.map(Confined.openScoped("list", root, dir, [part.directory], false), (child) => walk(bucket, child, `${rel}${part.directory}/`, ""))
               ).pipe(
                 // Gone meanwhile, or swapped for a link: nothing of this store under it.
                 Stream.catchAll((error) =>
@@ -550,15 +558,36 @@ export const make = (
                 )
               )
             }
-            // Files this store could not have written (names no locator can hold) are not objects.
-            const l = BlobLocator.make(scheme, bucket, rel + e.name)
-            return Either.isRight(l) ? Stream.succeed(toStat(l.right, e.st, {})) : Stream.empty
+            return Stream.fromIterable(batches(part.files)).pipe(
+              Stream.mapEffect((names) => Effect.try({ try: () => statFiles(bucket, dir, rel, names), catch: fromFileSystem("list", where) })),
+              Stream.flattenIterables
+            )
           })
         )
       }).pipe(
         // The directory is gone (or is a file): nothing under it.
         Effect.catchIf((e) => isMissing(e.cause), () => Effect.succeed(Stream.empty))
       ))
+
+    /** The objects among `names` in `dir`: lstat (never follows), so a file swapped for a link since readdir is left out. */
+    const statFiles = (bucket: string, dir: Confined.Dir, rel: string, names: ReadonlyArray<string>): Array<ObjectStat> => {
+      const out: Array<ObjectStat> = []
+      for (const name of names) {
+        let st: NFS.Stats
+        try {
+          st = NFS.lstatSync(dir.at(name))
+        } catch (e) {
+          // Deleted since the directory was read: not part of the listing.
+          if (isMissing(e)) continue
+          throw e
+        }
+        if (!st.isFile()) continue
+        // Files this store could not have written (names no locator can hold) are not objects.
+        const l = BlobLocator.make(scheme, bucket, rel + name)
+        if (Either.isRight(l)) out.push(toStat(l.right, st, {}))
+      }
+      return out
+    }
 
     const list: MutableObjectStoreShape["list"] = (prefix) =>
       Stream.unwrapScoped(Effect.gen(function*() {

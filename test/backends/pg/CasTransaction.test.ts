@@ -67,7 +67,7 @@ const replicasFailingOnce = (reason: ErrorReason) =>
     return { index, fired: () => fired }
   })
 
-/** The key-value store of the context whose next publication (a `blobs/` record replaced by another) fails. */
+/** The key-value store of the context whose next publication (a `blobs/` record replaced by another, alone or with a counter shard) fails. */
 const kvFailingPublishOnce = Effect.map(KeyValueStore, (inner) => {
   let armed = true
   let fired = 0
@@ -81,6 +81,17 @@ const kvFailingPublishOnce = Effect.map(KeyValueStore, (inner) => {
         armed = false
         fired++
         return Effect.fail(injected("Unknown", "compareAndSet"))
+      }),
+    // A publication that changes the space counters goes through commit (record and counter shard together).
+    commit: (checks, writes) =>
+      Effect.suspend(() => {
+        const publishes = checks.some((c) =>
+          c.key.startsWith(BlobMeta.BLOBS) && Option.isSome(c.expected) && writes.some((w) => w.key === c.key && w._tag === "Put")
+        )
+        if (!armed || !publishes) return inner.commit(checks, writes)
+        armed = false
+        fired++
+        return Effect.fail(injected("Unknown", "commit"))
       })
   })
   return { kv, fired: () => fired }
