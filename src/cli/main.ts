@@ -24,6 +24,7 @@ import { repair } from "./commands/repair.js"
 import { replicateCommand as replicate } from "./commands/replicate.js"
 import { migrate } from "./commands/migrate.js"
 import { rm } from "./commands/rm.js"
+import { serve, signalWatchdog } from "./commands/serve.js"
 import { stat } from "./commands/stat.js"
 import { upload } from "./commands/upload.js"
 import { uploads } from "./commands/uploads.js"
@@ -44,7 +45,7 @@ const version: string = (() => {
 
 const cliConfig = CliConfig.make({ showBuiltIns: false })
 
-const subcommands = [put, get, cat, stat, rm, ls, verify, metrics, migrate, upload, uploads, replicate, repair] as const
+const subcommands = [put, get, cat, stat, rm, ls, verify, metrics, migrate, upload, uploads, replicate, repair, serve] as const
 
 /** What `graviton` with no command prints: a short map (each command's `--help` has the details). */
 export const overview = `graviton ${version}: content-addressed blob storage
@@ -68,6 +69,8 @@ Commands:
   replicate <key> --to <target>  |  replicate targets [rm NAME]
                          copy a blob to another store (embedded:<dir>|pg|s3), verified
   repair [key]           restore missing or corrupted blobs from their replicas
+  serve [--listen HOST:PORT]
+                         HTTP gateway: blobs, tus uploads, /metrics (docs/gateway.md)
 
 Global options (before or after the command):
   --store <name>         which store: ${Stores.names().join(", ")}
@@ -171,10 +174,10 @@ export const exitCode = (exit: Exit.Exit<void, AlreadyReported>): number => {
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.on(signal, () =>
     setTimeout(() => {
-      process.stderr.write(`graviton: still busy a second after ${signal}; stopping now\n`)
+      process.stderr.write(`graviton: still busy after ${signal}; stopping now\n`)
       process.removeAllListeners(signal)
       process.kill(process.pid, signal)
-    }, 1000).unref())
+    }, signalWatchdog.delayMs).unref())
 }
 
 // A closed pipe on stdout (`graviton cat KEY | head`) ends the command quietly.
