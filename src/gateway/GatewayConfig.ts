@@ -93,7 +93,7 @@ export const config: Config.Config<Options> = Config.all({
     Config.mapOrFail((r) =>
       Either.mapLeft(
         parseTokens(Redacted.value(r)),
-        (why) => ConfigError.InvalidData([], why)
+        (why) => ConfigError.InvalidData(["GRAVITON_GATEWAY_TOKENS"], why)
       )
     ),
     Config.withDefault([] as ReadonlyArray<Token>)
