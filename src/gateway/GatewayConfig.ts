@@ -36,6 +36,12 @@ export interface Options {
   readonly uploadTtl?: Duration.DurationInput | undefined
   /** Largest page of `GET /blobs` (default 1000). */
   readonly maxPage?: number | undefined
+  /**
+   * How long the claim of a tus upload by a request lasts without renewal
+   * (renewed every third of it while the request runs): how long an upload
+   * stays locked after its writer crashed (default 30 seconds).
+   */
+  readonly uploadLease?: Duration.DurationInput | undefined
 }
 
 /** Options with every default applied. */
@@ -47,6 +53,7 @@ export interface Settings {
   readonly requestTimeout: Duration.Duration
   readonly uploadTtl: Duration.Duration
   readonly maxPage: number
+  readonly uploadLease: Duration.Duration
 }
 
 /** Default largest body: 5 GiB. */
@@ -60,7 +67,8 @@ export const settings = (options: Options = {}): Settings => ({
   maxConcurrentUploads: options.maxConcurrentUploads ?? 64,
   requestTimeout: Duration.decode(options.requestTimeout ?? Duration.hours(1)),
   uploadTtl: Duration.decode(options.uploadTtl ?? Duration.hours(24)),
-  maxPage: options.maxPage ?? 1000
+  maxPage: options.maxPage ?? 1000,
+  uploadLease: Duration.decode(options.uploadLease ?? Duration.seconds(30))
 })
 
 /**
@@ -103,5 +111,6 @@ export const config: Config.Config<Options> = Config.all({
   maxConcurrentUploads: Config.integer("GRAVITON_GATEWAY_MAX_UPLOADS").pipe(Config.withDefault(64)),
   requestTimeout: Config.duration("GRAVITON_GATEWAY_REQUEST_TIMEOUT").pipe(Config.withDefault(Duration.hours(1))),
   uploadTtl: Config.duration("GRAVITON_GATEWAY_UPLOAD_TTL").pipe(Config.withDefault(Duration.hours(24))),
-  maxPage: Config.integer("GRAVITON_GATEWAY_MAX_PAGE").pipe(Config.withDefault(1000))
+  maxPage: Config.integer("GRAVITON_GATEWAY_MAX_PAGE").pipe(Config.withDefault(1000)),
+  uploadLease: Config.duration("GRAVITON_GATEWAY_UPLOAD_LEASE").pipe(Config.withDefault(Duration.seconds(30)))
 })

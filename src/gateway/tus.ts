@@ -47,6 +47,7 @@ import { Uploads } from "../uploads/Uploads.js"
 import * as Auth from "./auth.js"
 import { boundedBody, contentLength, type GatewayContext } from "./context.js"
 import * as Headers from "./headers.js"
+import * as Lease from "./lease.js"
 import { fail, fromReason, HttpFailure } from "./responses.js"
 
 /** The response header naming the blob a completed upload became. */
@@ -103,9 +104,6 @@ const services = Effect.gen(function*() {
   return { uploads: uploads.value, kv: kv.value }
 })
 
-/** Uploads being patched by this process: a second PATCH of one upload at once gets 423. */
-const patching = new Set<string>()
-
 /** OPTIONS /files[/<id>] */
 export const options = (ctx: GatewayContext) =>
   Effect.succeed(respond(204, {
@@ -152,7 +150,14 @@ const parseLength = (name: string, text: string | undefined) =>
 const finish = (id: string, record: TusRecord) =>
   Effect.gen(function*() {
     const { uploads } = yield* services
-    const result = yield* Effect.mapError(uploads.complete(id), fromReason)
+    const result = yield* uploads.complete(id).pipe(
+      Effect.mapError(fromReason),
+      // Completed meanwhile by another request (a HEAD elsewhere finishing a crashed PATCH's upload).
+      Effect.catchAll((e) =>
+        Effect.flatMap(readRecord(id), (now) => (now.key === undefined ? Effect.fail(e) : Effect.succeed(now.key)))
+      )
+    )
+    if (typeof result === "string") return result
     const key = BinaryKey.render(result.key)
     yield* writeRecord(id, { ...record, key })
     return key
@@ -163,10 +168,12 @@ const finish = (id: string, record: TusRecord) =>
  * completing the upload when its last byte has landed. Returns the new
  * offset and, when complete, the key.
  */
-const patchBody = (ctx: GatewayContext, id: string, record: TusRecord, offset: number) =>
+const patchBody = (ctx: GatewayContext, id: string, offset: number) =>
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
     const { uploads } = yield* services
+    // Read under the lease: another process may have completed the upload meanwhile.
+    const record = yield* readRecord(id)
     if (record.key !== undefined) {
       // Completed earlier: only the final offset is consistent.
       if (offset !== record.length) return yield* fail(409, `upload ${id} is complete; its offset is ${record.length}`, tusHeaders)
@@ -234,17 +241,9 @@ const spoolChecked = <R>(body: Stream.Stream<Uint8Array, HttpFailure, R>, header
     )
   })
 
-/** Runs `body` while no other PATCH of `id` runs in this process; 423 otherwise. */
-const exclusive = <A, E, R>(id: string, body: Effect.Effect<A, E, R>) =>
-  Effect.acquireUseRelease(
-    Effect.suspend(() => {
-      if (patching.has(id)) return fail(423, `upload ${id} is being written by another request`, tusHeaders)
-      patching.add(id)
-      return Effect.void
-    }),
-    () => body,
-    () => Effect.sync(() => void patching.delete(id))
-  )
+/** Runs `body` holding the upload's lease (see lease.ts): 423 while another request, in any process, holds it. */
+const exclusive = <A, E, R>(ctx: GatewayContext, id: string, body: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(services, ({ kv }) => Lease.withLease(kv, id, ctx.settings.uploadLease, body))
 
 /** POST /files */
 export const create = (ctx: GatewayContext) =>
@@ -279,7 +278,7 @@ export const create = (ctx: GatewayContext) =>
     const headers: Record<string, string> = { location: `${base}/${id}`, ...expiresHeader(expiresAt) }
     const withBody = request.headers["content-type"] === OFFSET_TYPE
     if (withBody) {
-      const done = yield* exclusive(id, patchBody(ctx, id, record, 0))
+      const done = yield* exclusive(ctx, id, patchBody(ctx, id, 0))
       headers["upload-offset"] = String(done.offset)
       if (done.key !== undefined) headers[KEY_HEADER] = done.key
     } else if (length === 0) {
@@ -340,7 +339,7 @@ export const patch = (ctx: GatewayContext, id: string) =>
         return yield* fail(400, `the upload's length is already ${record.length}`, tusHeaders)
       }
     }
-    const done = yield* exclusive(id, patchBody(ctx, id, record, offset))
+    const done = yield* exclusive(ctx, id, patchBody(ctx, id, offset))
     return respond(204, {
       "upload-offset": String(done.offset),
       ...expiresHeader(record.expiresAt),
@@ -354,7 +353,7 @@ export const terminate = (ctx: GatewayContext, id: string) =>
     yield* preamble(ctx)
     yield* readRecord(id)
     const { kv, uploads } = yield* services
-    yield* exclusive(id, Effect.mapError(uploads.abort(id), fromReason))
+    yield* exclusive(ctx, id, Effect.mapError(uploads.abort(id), fromReason))
     yield* Effect.mapError(kv.delete(recordKey(id)), fromReason)
     return respond(204, {})
   })
@@ -371,8 +370,13 @@ const sweepWith = (uploads: Uploads["Type"], kv: KeyValueStore["Type"]) => Effec
   yield* uploads.expire
   const now = yield* Clock.currentTimeMillis
   yield* kv.list("uploads/").pipe(
-    Stream.filter(([key]) => key.endsWith("/tus")),
+    Stream.filter(([key]) => key.endsWith("/tus") || key.endsWith("/lease")),
     Stream.runForEach(([key, raw]) => {
+      if (key.endsWith("/lease")) {
+        // Left by a crashed holder; compared, so that a lease taken meanwhile stays.
+        const lease = Lease.parse(raw)
+        return lease === undefined || now > lease.until ? kv.compareAndSet(key, Option.some(raw), Option.none()) : Effect.void
+      }
       const record = Either.getOrUndefined(decodeRecord(new TextDecoder().decode(raw)))
       return record === undefined || now > record.expiresAt ? kv.delete(key) : Effect.void
     })
