@@ -1,8 +1,7 @@
 /**
- * tus on S3 (`graviton serve --store level-s3`: bytes in S3, upload
- * segments as S3 objects, metadata in LevelDB; the `s3` store, whose
- * native-part uploads keep their LevelDB sidecar out of the context the
- * gateway sees, answers 501 on /files/ for now): the cases that trouble S3-backed tus servers, chunks
+ * tus on S3, on both stores that put bytes there: `level-s3` (upload
+ * segments as S3 objects, metadata in LevelDB) and `s3` (native multipart
+ * parts, records in its LevelDB sidecar): the cases that trouble S3-backed tus servers, chunks
  * below S3's 5 MiB minimum part size, a zero-byte upload, and a deferred
  * length with one short part, with tus-js-client and plain requests. Runs
  * on the harness's moto (or GRAVITON_TEST_S3_ENDPOINT); skipped with the
@@ -22,22 +21,23 @@ const skip = candidate === undefined ? "no S3 server that lists multipart parts 
 const test = skip === undefined ? it : it.skip
 
 const homes: Array<string> = []
-let child: Child | undefined
+const children: Array<Child> = []
 afterAll(async () => {
-  if (child) await kill(child)
+  for (const child of children) await kill(child)
   for (const h of homes) fs.rmSync(h, { recursive: true, force: true })
 })
 
 const keyOf = (b: Uint8Array) => `sha256:${createHash("sha256").update(b).digest("hex")}:${b.length}`
 const tusHeaders = { ...writer, "tus-resumable": "1.0.0" }
 
-describe(`tus on the level-s3 store${skip ? ` (skipped: ${skip})` : ""}`, () => {
+describe.each(["level-s3", "s3"])(`tus on the %s store${skip ? ` (skipped: ${skip})` : ""}`, (store) => {
   test("chunks under the minimum part size, a zero-byte upload, a deferred length with one short part", async () => {
     const running = await Harness.server(candidate!)
     const place = await Harness.prepare(running, Harness.freshBucket("gateway-tus"))
     const home = tempHome("tus-s3")
     homes.push(home)
-    child = await startCli(home, "127.0.0.1:0", { ...Harness.cliEnv(running, place), GRAVITON_STORE: "level-s3" })
+    const child = await startCli(home, "127.0.0.1:0", { ...Harness.cliEnv(running, place), GRAVITON_STORE: store })
+    children.push(child)
     const url = child.url
 
     const content = randomBytes(20 * 1024 * 1024 + 3)
