@@ -63,14 +63,16 @@ export const withLease = <A, E, R>(
     if (!ok) return yield* busy
     held = next
   })
-  const renew = Effect.gen(function*() {
+  // Uninterruptible: a renewal stored but not yet noted in `held` (the body ended meanwhile) would make the
+  // release miss, and the lease would linger until it runs out.
+  const renew = Effect.uninterruptible(Effect.gen(function*() {
     const next = encodeLease({ owner, until: (yield* Clock.currentTimeMillis) + millis })
     const ok = yield* Effect.mapError(kv.compareAndSet(key, Option.some(held!), Option.some(next)), fromReason)
     if (!ok) {
       return yield* Effect.fail(new HttpFailure({ status: 423, message: `upload ${id} was taken over by another request`, headers: tusHeaders }))
     }
     held = next
-  })
+  }))
   const renewing = Effect.zipRight(
     Effect.sleep(Duration.millis(millis / 3)),
     Effect.repeat(renew, Schedule.spaced(Duration.millis(millis / 3)))
