@@ -358,6 +358,23 @@ export const terminate = (ctx: GatewayContext, id: string) =>
     return respond(204, {})
   })
 
+/**
+ * Removes every upload lease. Only for a store that one process holds at a
+ * time (LevelDB metadata is locked by its process): a lease found there when
+ * the server starts was left by a process that died mid-request, and keeping
+ * it would answer 423 to the client's resume until it ran out.
+ */
+export const clearLeases = Effect.gen(function*() {
+  const kv = yield* Effect.serviceOption(KeyValueStore)
+  if (Option.isNone(kv)) return 0
+  let cleared = 0
+  yield* kv.value.list("uploads/").pipe(
+    Stream.filter(([key]) => key.endsWith("/lease")),
+    Stream.runForEach(([key]) => Effect.tap(kv.value.delete(key), () => cleared++))
+  )
+  return cleared
+})
+
 /** Removes expired uploads (Uploads.expire) and the tus records past their expiry. */
 export const sweep = Effect.gen(function*() {
   const uploads = yield* Effect.serviceOption(Uploads)

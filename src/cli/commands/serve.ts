@@ -16,6 +16,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Gateway from "../../gateway/Gateway.js"
 import * as GatewayConfig from "../../gateway/GatewayConfig.js"
+import * as Tus from "../../gateway/tus.js"
 import { describeConfigError, ExitCode, fail } from "../exitCodes.js"
 import * as Globals from "../globals.js"
 import * as Output from "../output.js"
@@ -62,6 +63,8 @@ export const serve = Command.make("serve", { ...Globals.options, listen }, (args
     yield* withUploads(
       globals,
       Effect.gen(function*() {
+        // This process holds the home's lock: a lease in it was left by one that died mid-request.
+        if (Globals.HOME_STORES.has(globals.store)) yield* Effect.mapError(Tus.clearLeases, (e) => fail(ExitCode.Storage, `cannot open the uploads: ${e.message}`))
         const context = yield* Layer.build(Gateway.layerNode({ ...settings.gateway, ...address, shutdownGrace: settings.grace })).pipe(
           Effect.mapError((e) => fail(ExitCode.Storage, `cannot listen on ${listenText}: ${String(e.cause ?? e)}`))
         )
