@@ -3,7 +3,7 @@
  * share, the content-addressed BlobStore, resumable uploads and replication.
  * Backends and ready-made stores have their own subpaths (`graviton/memory`,
  * `graviton/pg`, `graviton/embedded`, ...), so importing this one loads no
- * driver.
+ * driver; the HTTP gateway is `graviton/gateway` (it loads @effect/platform-node).
  */
 export * from "./core/index.js"
 export * from "./ports/index.js"

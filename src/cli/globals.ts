@@ -58,7 +58,8 @@ const env = Config.all({
 })
 
 /** Stores that keep files under the home (embedded; LevelDB sidecars of s3 and level-s3). */
-const HOME_STORES = new Set(["embedded", "s3", "level-s3"])
+/** Stores whose metadata lives in the home (LevelDB), which one process holds at a time. */
+export const HOME_STORES: ReadonlySet<string> = new Set(["embedded", "s3", "level-s3"])
 
 /**
  * Fails when the home cannot be a directory because a parent of it (or the

@@ -26,6 +26,7 @@ import { repair } from "./commands/repair.js"
 import { replicateCommand as replicate } from "./commands/replicate.js"
 import { migrate } from "./commands/migrate.js"
 import { rm } from "./commands/rm.js"
+import { serve, signalWatchdog } from "./commands/serve.js"
 import { stat } from "./commands/stat.js"
 import { stats } from "./commands/stats.js"
 import { upload } from "./commands/upload.js"
@@ -47,7 +48,7 @@ const version: string = (() => {
 
 const cliConfig = CliConfig.make({ showBuiltIns: false })
 
-const subcommands = [put, get, cat, stat, rm, ls, verify, metrics, migrate, upload, uploads, replicate, repair, gc, check, stats] as const
+const subcommands = [put, get, cat, stat, rm, ls, verify, metrics, migrate, upload, uploads, replicate, repair, gc, check, stats, serve] as const
 
 /** What `graviton` with no command prints: a short map (each command's `--help` has the details). */
 export const overview = `graviton ${version}: content-addressed blob storage
@@ -76,6 +77,8 @@ Commands:
   check [--read-data] [--repair]
                          check that records and objects agree; --repair fixes and rebuilds the index
   stats                  blobs, logical and stored bytes, dedup ratio, blocks, staging, uploads
+  serve [--listen HOST:PORT]
+                         HTTP gateway: blobs, tus uploads, /metrics (docs/gateway.md)
 
 Global options (before or after the command):
   --store <name>         which store: ${Stores.names().join(", ")}
@@ -179,10 +182,10 @@ export const exitCode = (exit: Exit.Exit<void, AlreadyReported>): number => {
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.on(signal, () =>
     setTimeout(() => {
-      process.stderr.write(`graviton: still busy a second after ${signal}; stopping now\n`)
+      process.stderr.write(`graviton: still busy after ${signal}; stopping now\n`)
       process.removeAllListeners(signal)
       process.kill(process.pid, signal)
-    }, 1000).unref())
+    }, signalWatchdog.delayMs).unref())
 }
 
 // A closed pipe on stdout (`graviton cat KEY | head`) ends the command quietly.

@@ -14,6 +14,7 @@ import { BlobError, type MetadataError, type ObjectStoreError } from "../core/Er
 import type * as CasBlobStore from "../blobs/CasBlobStore.js"
 import * as Events from "../kit/Events.js"
 import * as Metrics from "../kit/Metrics.js"
+import { KeyValueStore } from "../ports/KeyValueStore.js"
 import * as Uploads from "../uploads/Uploads.js"
 import * as S3Layers from "../backends/s3/S3Layers.js"
 import { layoutConfig, type StoreServices } from "./Store.js"
@@ -48,17 +49,21 @@ export const layer = (options: Options): Layer.Layer<Services, Failure> =>
  * `layer` with resumable uploads: the parts are native multipart parts on
  * S3, the upload records and ranges are in a LevelDB sidecar at
  * `<home>/meta` (a second process opening it fails with MetadataError
- * Unavailable). The sidecar is Uploads' own: it is not exposed.
+ * Unavailable). Its KeyValueStore is exposed too, for what keeps state
+ * beside an upload (the gateway's tus records and leases).
  */
 export const layerWithUploads = (
   options: Options
-): Layer.Layer<Services | Uploads.Uploads, Failure | MetadataError> =>
+): Layer.Layer<Services | Uploads.Uploads | KeyValueStore, Failure | MetadataError> =>
   // LevelDB is loaded only here, not for every command on the s3 store.
-  Layer.unwrapEffect(Effect.map(Effect.promise(() => import("../backends/level/LevelLayers.js")), (LevelLayers) =>
-    Uploads.layer().pipe(
-      Layer.provide(LevelLayers.metadata({ path: NodePath.join(options.home ?? "./.graviton", "meta") })),
-      Layer.provideMerge(layer(options))
-    )))
+  Layer.unwrapEffect(Effect.map(Effect.promise(() => import("../backends/level/LevelLayers.js")), (LevelLayers) => {
+    // One sidecar (the same layer value, so it is opened once): Uploads' ports, and its KeyValueStore exposed.
+    const metadata = LevelLayers.metadata({ path: NodePath.join(options.home ?? "./.graviton", "meta") })
+    return Layer.merge(
+      Uploads.layer().pipe(Layer.provide(metadata)),
+      Layer.effect(KeyValueStore, KeyValueStore).pipe(Layer.provide(metadata))
+    ).pipe(Layer.provideMerge(layer(options)))
+  }))
 
 /** Options from the environment: GRAVITON_S3_* (S3Layers.config), GRAVITON_LAYOUT and GRAVITON_HOME. */
 export const config: Config.Config<Options> = Config.map(
@@ -81,5 +86,5 @@ export const layerConfig = (
 /** Like `layerWithUploads`, with options from `Config` (by default `config`). */
 export const layerWithUploadsConfig = (
   options: Config.Config.Wrap<Options> = config
-): Layer.Layer<Services | Uploads.Uploads, Failure | MetadataError | ConfigError.ConfigError> =>
+): Layer.Layer<Services | Uploads.Uploads | KeyValueStore, Failure | MetadataError | ConfigError.ConfigError> =>
   Layer.unwrapEffect(Effect.map(Config.unwrap(options), layerWithUploads))
