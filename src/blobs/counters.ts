@@ -75,7 +75,7 @@ const decode = (bytes: Uint8Array): Counts | undefined => {
 }
 
 /** The `state` and `layout` of a record (see BlobMeta's wire format); only these decide what it counts. */
-const fields = (bytes: Uint8Array): { readonly state?: unknown; readonly layout?: unknown } | undefined => {
+export const fields = (bytes: Uint8Array): { readonly state?: unknown; readonly layout?: unknown } | undefined => {
   try {
     const value: unknown = JSON.parse(decoder.decode(bytes))
     return typeof value === "object" && value !== null ? value : undefined

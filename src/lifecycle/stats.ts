@@ -19,18 +19,6 @@ import { NAMESPACE as UPLOADS } from "../uploads/Uploads.js"
 import { type Context, prefixOf } from "./context.js"
 import type { StatsReport } from "./report.js"
 
-const decoder = new TextDecoder()
-
-/** The `state` and `layout` of a record (see BlobMeta's wire format); undefined when it is not JSON. */
-const fields = (bytes: Uint8Array): { readonly state?: unknown; readonly layout?: unknown } | undefined => {
-  try {
-    const value: unknown = JSON.parse(decoder.decode(bytes))
-    return typeof value === "object" && value !== null ? value : undefined
-  } catch {
-    return undefined
-  }
-}
-
 /** An upload record's key (`uploads/<id>`; its segment digests live under `uploads/<id>/…`). */
 const UPLOAD_ID = /^[0-9a-f]{32}$/
 
@@ -42,7 +30,7 @@ const scan = (ctx: Context): Effect.Effect<Counters.Counts, StorageError> =>
     yield* Stream.runForEach(ctx.kv.list(BlobMeta.BLOBS), ([kvKey, bytes]) =>
       Effect.sync(() => {
         const key = BinaryKey.parse(kvKey.slice(BlobMeta.BLOBS.length))
-        const record = fields(bytes)
+        const record = Counters.fields(bytes)
         if (Either.isLeft(key) || record?.state !== "live") return
         s.blobs++
         s.logicalBytes += key.right.size
@@ -53,7 +41,7 @@ const scan = (ctx: Context): Effect.Effect<Counters.Counts, StorageError> =>
       Effect.sync(() => {
         // The size is the key's last field (`<algo>:<hex>:<size>`).
         const size = Number(kvKey.slice(kvKey.lastIndexOf(":") + 1))
-        if (!Number.isSafeInteger(size) || fields(bytes)?.state !== "live") return
+        if (!Number.isSafeInteger(size) || Counters.fields(bytes)?.state !== "live") return
         s.blocks++
         s.blockBytes += size
       }))
