@@ -36,6 +36,7 @@
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as http from "node:http"
+import * as https from "node:https"
 import type { AddressInfo, Socket } from "node:net"
 
 /** The S3 operations the proxy tells apart. */
@@ -179,7 +180,9 @@ interface Active {
 /** Starts a proxy on a free loopback port, forwarding to `target` (e.g. a harness server's endpoint). */
 export const start = async (target: string): Promise<Proxy> => {
   const upstream = new URL(target)
-  const agent = new http.Agent({ keepAlive: true })
+  // The proxy itself speaks plain HTTP; a TLS server behind it (MinIO here) is reached over https.
+  const tls = upstream.protocol === "https:"
+  const agent = tls ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true })
   const rules: Array<Active> = []
   const requests: Array<Request> = []
   const counts: Record<FaultKind, number> = {
@@ -287,7 +290,7 @@ export const start = async (target: string): Promise<Proxy> => {
   const forward = (req: http.IncomingMessage, res: http.ServerResponse, fault: Fault | undefined) => {
     const headers = { ...req.headers }
     for (const name of HOP_BY_HOP) delete headers[name]
-    const outgoing = http.request({
+    const outgoing = (tls ? https.request : http.request)({
       host: upstream.hostname,
       port: upstream.port,
       method: req.method,
