@@ -26,6 +26,12 @@ export interface Spy {
   readonly commands: () => ReadonlyArray<string>
   /** How many `command` calls (matching `where`) were sent. */
   readonly count: (command: string, where?: (input: Readonly<Record<string, unknown>>) => boolean) => number
+  /**
+   * How many distinct values of `field` the `command` calls carried: the
+   * requests a retry sent again count once (an abort retried after a timeout
+   * on a loaded machine is still one upload aborted).
+   */
+  readonly distinct: (command: string, field: string) => number
   /** Most `command` requests that were in flight at once. */
   readonly maxInFlight: (command: string) => number
   /** Forgets what was seen so far. */
@@ -76,6 +82,7 @@ export const spy = (client: S3Client): Effect.Effect<Spy, never, Scope.Scope> =>
       },
       commands: () => calls.map((c) => c.command),
       count: (command, where) => calls.filter((c) => c.command === command && (where === undefined || where(c.input))).length,
+      distinct: (command, field) => new Set(calls.filter((c) => c.command === command).map((c) => c.input[field])).size,
       maxInFlight: (command) => peak.get(command) ?? 0,
       reset: () => {
         calls = []
