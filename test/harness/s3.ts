@@ -35,7 +35,7 @@ import * as Redacted from "effect/Redacted"
 import * as S3 from "@aws-sdk/client-s3"
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs"
 import { createRequire } from "node:module"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
@@ -123,8 +123,10 @@ const all: ServerCapabilities = {
 }
 
 const children = new Set<ChildProcess>()
+const logDirs = new Set<string>()
 process.once("exit", () => {
   for (const child of children) child.kill("SIGKILL")
+  for (const dir of logDirs) rmSync(dir, { recursive: true, force: true })
 })
 
 const freePort = (): Promise<number> =>
@@ -155,6 +157,11 @@ const waitForHttp = async (endpoint: string, child: ChildProcess, log: () => str
   throw new Error(`server did not answer at ${endpoint} within ${ms} ms: ${log().slice(-2000)}`)
 }
 
+/**
+ * Tracks a child whose output comes through pipes: only for a server that
+ * writes nothing once started (s3rver runs silent and prints only its port),
+ * since nothing drains the pipes while a test blocks this process (see `logFile`).
+ */
 const track = (child: ChildProcess): (() => string) => {
   children.add(child)
   child.once("exit", () => children.delete(child))
@@ -165,6 +172,42 @@ const track = (child: ChildProcess): (() => string) => {
   child.stdout?.on("data", keep)
   child.stderr?.on("data", keep)
   return () => output
+}
+
+/**
+ * A log file for a server's output, in a directory of its own (removed by
+ * `remove`, or when this process exits). Not a pipe: a pipe is drained
+ * only by this process's event loop, and a test that blocks it (a
+ * `spawnSync` of the CLI) would let the pipe fill, after which a server that
+ * logs every request (moto) blocks writing its next line and answers no
+ * more requests (test/backends/s3/serverOutput.test.ts).
+ */
+const logFile = (name: string) => {
+  const dir = mkdtempSync(join(tmpdir(), `graviton-${name}-`))
+  logDirs.add(dir)
+  const path = join(dir, "server.log")
+  const fd = openSync(path, "a")
+  return {
+    fd,
+    /** The last 8,000 characters written, for error messages. */
+    tail: () => {
+      try {
+        return readFileSync(path, "utf8").slice(-8000)
+      } catch {
+        return ""
+      }
+    },
+    remove: () => {
+      logDirs.delete(dir)
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+}
+
+/** Tracks a child whose output goes to a file (see `logFile`): killed when this process exits. */
+const trackQuiet = (child: ChildProcess): void => {
+  children.add(child)
+  child.once("exit", () => children.delete(child))
 }
 
 const stopChild = (child: ChildProcess): Promise<void> =>
@@ -187,21 +230,28 @@ const startMoto = async (): Promise<Running> => {
   let lastError: unknown
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort()
+    // moto (werkzeug) logs a line per request: to a file, never to a pipe (see `logFile`).
+    const log = logFile("moto")
     const child = spawn(motoServer, ["-H", "127.0.0.1", "-p", String(port)], {
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["ignore", log.fd, log.fd],
       env: { ...process.env, PYTHONUNBUFFERED: "1" }
     })
-    const log = track(child)
+    closeSync(log.fd)
+    trackQuiet(child)
     const endpoint = `http://127.0.0.1:${port}`
     try {
-      await waitForHttp(endpoint, child, log)
+      await waitForHttp(endpoint, child, log.tail)
       const running: Running = { endpoint, region: "us-east-1", accessKeyId: "test", secretAccessKey: "test" }
-      stops.set(running, () => stopChild(child))
+      stops.set(running, async () => {
+        await stopChild(child)
+        log.remove()
+      })
       return running
     } catch (e) {
       // Another process may have taken the port between probing and binding: try another.
       lastError = e
       await stopChild(child)
+      log.remove()
     }
   }
   throw lastError
