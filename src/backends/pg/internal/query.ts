@@ -13,9 +13,19 @@
  * them exactly as before), and interruption cancels the running statement
  * (`pg_cancel_backend`) before its connection goes back to the pool.
  *
- * Tracing: each statement gets the span @effect/sql would give it
- * (`sql.execute`, kind client, OpenTelemetry's database attributes), made
- * only when a tracer listens (kit/Tracing); the parameters never go in it.
+ * Tracing, only when a tracer listens (kit/Tracing); the parameters never
+ * go in a span:
+ * - inside a transaction, each statement gets the span @effect/sql would
+ *   give it (`sql.execute`, kind client, OpenTelemetry's database
+ *   attributes), under the transaction's: there, which statement of several
+ *   took the time is the question;
+ * - outside one, a statement is the work of the Graviton call it runs in
+ *   (a KV get, a small write, a page of a read): it is recorded on that
+ *   call's span as a `sql.execute` event (operation, query text, outcome,
+ *   duration) and the call's span takes the database attributes. A span
+ *   costs tens of microseconds in the OpenTelemetry SDK, as much as such a
+ *   statement; an event a fraction of that. With no Graviton span around it
+ *   (a caller running the store's statements directly), it gets its span.
  */
 import type { SqlClient } from "@effect/sql/SqlClient"
 import { TransactionConnection } from "@effect/sql/SqlClient"
@@ -70,13 +80,16 @@ const readConnection = (pool: Pg.Pool): Tracing.Attributes => {
 /** The first keyword of a statement (SELECT, INSERT, WITH, BEGIN ...), OpenTelemetry's `db.operation.name`. */
 const operationOf = (text: string): string => /^\s*([A-Za-z]+)/.exec(text)?.[1]?.toUpperCase() ?? "UNKNOWN"
 
+/** A statement's own attributes: OpenTelemetry's operation name and query text (never its parameters). */
+const statementAttributes = (text: string): Tracing.Attributes => ({
+  "db.operation.name": operationOf(text),
+  "db.query.text": text
+})
+
 /** Runs one statement in a `sql.execute` span with `connection`'s attributes (see the module comment). */
 export const traced = (connection: Tracing.Attributes) =>
 <A, E, R>(text: string, self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Tracing.effect(self, "sql.execute", {
-    kind: "client",
-    attributes: () => ({ ...connection, "db.operation.name": operationOf(text), "db.query.text": text })
-  })
+  Tracing.run(self, "sql.execute", "client", () => ({ ...connection, ...statementAttributes(text) }), undefined)
 
 /** Best-effort cancellation of what `client` is running, bounded like @effect/sql's. */
 export const cancel = (pool: Pg.Pool, client: Pg.PoolClient): Effect.Effect<void> => {
@@ -145,18 +158,24 @@ const onPool = (pool: Pg.Pool) => <A>(text: string, params: ReadonlyArray<unknow
  * `sql.unsafe` (any other PgClient), with the same results either way.
  */
 export const make = (sql: SqlClient, pool: Option.Option<Pg.Pool>): Query => {
-  const span = traced(connectionAttributes(Option.getOrUndefined(pool)))
+  const connection = connectionAttributes(Option.getOrUndefined(pool))
   const direct = Option.isSome(pool) ? onPool(pool.value) : undefined
-  // `sql.unsafe` makes its own span; the direct paths get the same one here.
-  const outside = direct !== undefined
-    ? <A>(text: string, params: ReadonlyArray<unknown>) => span(text, direct<A>(text, params))
-    : <A>(text: string, params: ReadonlyArray<unknown>) =>
-      sql.unsafe<A & object>(text, params) as Effect.Effect<ReadonlyArray<A>, SqlError>
+  // One fiber step decides where the statement runs and how it is traced (see the module comment).
   return <A extends object>(text: string, params: ReadonlyArray<unknown>) =>
     Effect.withFiberRuntime<ReadonlyArray<A>, SqlError>((fiber) => {
       const tx = Context.getOption(fiber.currentContext, TransactionConnection)
-      return Option.isSome(tx)
-        ? span(text, tx.value[0].execute(text, params, undefined) as Effect.Effect<ReadonlyArray<A>, SqlError>)
-        : outside<A>(text, params)
+      if (Option.isNone(tx) && direct === undefined) {
+        // `sql.unsafe` makes its own span.
+        return sql.unsafe<A & object>(text, params) as Effect.Effect<ReadonlyArray<A>, SqlError>
+      }
+      const statement = Option.isSome(tx)
+        ? tx.value[0].execute(text, params, undefined) as Effect.Effect<ReadonlyArray<A>, SqlError>
+        : direct!<A>(text, params)
+      if (!Tracing.isTracing(fiber)) return statement
+      // Outside a transaction, the statement is the Graviton call's own work: an event on its span.
+      const owner = Option.isNone(tx) ? Tracing.owner(fiber) : undefined
+      return owner !== undefined
+        ? Tracing.asEvent(fiber, owner, statement, "sql.execute", connection, () => statementAttributes(text))
+        : Tracing.run(statement, "sql.execute", "client", () => ({ ...connection, ...statementAttributes(text) }), undefined)
     })
 }
