@@ -152,6 +152,9 @@ export const owner = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Tracer.Span 
   return span !== undefined && span._tag === "Span" && owners.has(span) ? span : undefined
 }
 
+/** Spans that have taken an event's `common` attributes already (set once, not per event). */
+const withCommon = new WeakSet<Tracer.Span>()
+
 /**
  * Runs `self` and records it on `span` as an event named `name` when it ends:
  * `attributes()`, the outcome, the error type of a failure and the duration in
@@ -172,7 +175,10 @@ export const asEvent = <A, E, R>(
     Effect.sync(() => {
       if (span.status._tag === "Ended") return
       const end = clock.unsafeCurrentTimeNanos()
-      for (const k in common) span.attribute(k, common[k])
+      if (!withCommon.has(span)) {
+        withCommon.add(span)
+        for (const k in common) span.attribute(k, common[k])
+      }
       const recorded = attributes()
       recorded["graviton.duration_ms"] = Number(end - start) / 1e6
       recorded[attr.outcome] = Exit.isSuccess(exit) ? "success" : Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "failure"

@@ -81,10 +81,17 @@ const readConnection = (pool: Pg.Pool): Tracing.Attributes => {
 const operationOf = (text: string): string => /^\s*([A-Za-z]+)/.exec(text)?.[1]?.toUpperCase() ?? "UNKNOWN"
 
 /** A statement's own attributes: OpenTelemetry's operation name and query text (never its parameters). */
-const statementAttributes = (text: string): Tracing.Attributes => ({
-  "db.operation.name": operationOf(text),
-  "db.query.text": text
-})
+const statementAttributes = (text: string): Tracing.Attributes => {
+  // The texts are the stores' constants (a few dozen): each parsed once.
+  let known = byText.get(text)
+  if (known === undefined) {
+    known = { "db.operation.name": operationOf(text), "db.query.text": text }
+    if (byText.size < 1000) byText.set(text, known)
+  }
+  return { ...known }
+}
+
+const byText = new Map<string, Tracing.Attributes>()
 
 /** Runs one statement in a `sql.execute` span with `connection`'s attributes (see the module comment). */
 export const traced = (connection: Tracing.Attributes) =>
