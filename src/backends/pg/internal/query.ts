@@ -108,55 +108,77 @@ export const cancel = (pool: Pg.Pool, client: Pg.PoolClient): Effect.Effect<void
   }).pipe(Effect.interruptible, Effect.timeoutOption(5000), Effect.asVoid)
 }
 
+/**
+ * One statement on a pooled connection held for it alone. A class rather than
+ * closures made per call: under esbuild's keepNames (how tsx runs the tests
+ * and benchmarks) each named closure costs a defineProperty on every call.
+ */
+class PoolStatement<A> {
+  /** The connection has gone back to the pool (or was never needed): nothing more to resume. */
+  done = false
+  client: Pg.PoolClient | undefined = undefined
+  /** A connection that dies mid-statement emits "error"; the pool must not reuse it. */
+  readonly onError: (cause: Error) => void
+  constructor(
+    readonly pool: Pg.Pool,
+    readonly resume: (effect: Effect.Effect<ReadonlyArray<A>, SqlError>) => void
+  ) {
+    this.onError = errorListener(this)
+  }
+  release(broken?: Error): void {
+    if (this.done) return
+    this.done = true
+    if (this.client !== undefined) {
+      this.client.off("error", this.onError)
+      this.client.release(broken)
+    }
+  }
+  failed(cause: Error): void {
+    this.release(cause)
+    this.resume(Effect.fail(new SqlError({ cause, message: "Connection error" })))
+  }
+  connected(cause: Error | undefined, pooled: Pg.PoolClient | undefined, text: string, params: ReadonlyArray<unknown>): void {
+    if (this.done) {
+      // Interrupted while waiting for the connection.
+      pooled?.release()
+      return
+    }
+    if (cause) return this.resume(Effect.fail(new SqlError({ cause, message: "Failed to acquire connection" })))
+    if (!pooled) {
+      return this.resume(Effect.fail(new SqlError({ cause: new Error("No client returned"), message: "Failed to acquire connection" })))
+    }
+    this.client = pooled
+    pooled.once("error", this.onError)
+    pooled.query(text, params as Array<unknown>, (err: Error | null, result: Pg.QueryResult) => this.answered(err, result))
+  }
+  answered(err: Error | null, result: Pg.QueryResult): void {
+    if (this.done) return
+    this.release()
+    this.resume(
+      err
+        ? Effect.fail(new SqlError({ cause: err, message: "Failed to execute statement" }))
+        : Effect.succeed((result.rows ?? []) as ReadonlyArray<A>)
+    )
+  }
+  /** Interrupted: cancel what runs server-side, then give the connection back. */
+  interrupted(): Effect.Effect<void> {
+    const held = this.client
+    if (this.done || held === undefined) {
+      this.done = true
+      return Effect.void
+    }
+    return Effect.ensuring(cancel(this.pool, held), Effect.sync(() => this.release()))
+  }
+}
+
+const errorListener = <A>(s: PoolStatement<A>) => (cause: Error): void => s.failed(cause)
+
 /** One statement on a connection of `pool` held for just that statement. */
 const onPool = (pool: Pg.Pool) => <A>(text: string, params: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<A>, SqlError> =>
   Effect.async<ReadonlyArray<A>, SqlError>((resume) => {
-    // `done`: the connection has gone back to the pool (or was never needed), nothing more to resume.
-    let done = false
-    let client: Pg.PoolClient | undefined
-    const release = (broken?: Error) => {
-      if (done) return
-      done = true
-      if (client !== undefined) {
-        client.off("error", onError)
-        client.release(broken)
-      }
-    }
-    // A connection that dies mid-statement emits "error"; the pool must not reuse it.
-    function onError(cause: Error) {
-      release(cause)
-      resume(Effect.fail(new SqlError({ cause, message: "Connection error" })))
-    }
-    pool.connect((cause, pooled) => {
-      if (done) {
-        // Interrupted while waiting for the connection.
-        pooled?.release()
-        return
-      }
-      if (cause) return resume(Effect.fail(new SqlError({ cause, message: "Failed to acquire connection" })))
-      if (!pooled) {
-        return resume(Effect.fail(new SqlError({ cause: new Error("No client returned"), message: "Failed to acquire connection" })))
-      }
-      client = pooled
-      client.once("error", onError)
-      client.query(text, params as Array<unknown>, (err: Error | null, result: Pg.QueryResult) => {
-        if (done) return
-        release()
-        resume(
-          err
-            ? Effect.fail(new SqlError({ cause: err, message: "Failed to execute statement" }))
-            : Effect.succeed((result.rows ?? []) as ReadonlyArray<A>)
-        )
-      })
-    })
-    return Effect.suspend(() => {
-      const held = client
-      if (done || held === undefined) {
-        done = true
-        return Effect.void
-      }
-      return Effect.ensuring(cancel(pool, held), Effect.sync(() => release()))
-    })
+    const s = new PoolStatement<A>(pool, resume)
+    pool.connect((cause, pooled) => s.connected(cause, pooled, text, params))
+    return Effect.suspend(() => s.interrupted())
   })
 
 /**
