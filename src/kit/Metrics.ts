@@ -205,30 +205,30 @@ export const unsafeMake = (options: Options = {}): MetricsRegistry["Type"] => {
     value: number,
     tags: MetricTags | undefined
   ): Effect.Effect<void> => {
-      const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
-      const cacheable = labels.length === 0 && tags !== undefined
-      if (cacheable) {
-        const cached = byTagsObject.get(tags)?.get(name)
-        if (cached !== undefined && cached.kind === kind) {
-          update(cached, value)
-          return Effect.void
-        }
-      }
-      const recorded = unsafeRecord(kind, name, value, mergeTags(labels, tags, options.tags))
-      if (recorded !== undefined) {
-        if (cacheable) {
-          let perName = byTagsObject.get(tags)
-          if (perName === undefined) byTagsObject.set(tags, perName = new Map())
-          perName.set(name, recorded)
-        }
+    const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
+    const cacheable = labels.length === 0 && tags !== undefined
+    if (cacheable) {
+      const cached = byTagsObject.get(tags)?.get(name)
+      if (cached !== undefined && cached.kind === kind) {
+        update(cached, value)
         return Effect.void
       }
-      // Recording never fails: a kind clash is a programming error, reported once per name.
-      if (warned.has(`${name}/${kind}`)) return Effect.void
-      warned.add(`${name}/${kind}`)
-      return Effect.logWarning(
-        `metric ${name} is a ${kinds.get(name)}; a ${kind} observation for it was ignored`
-      )
+    }
+    const recorded = unsafeRecord(kind, name, value, mergeTags(labels, tags, options.tags))
+    if (recorded !== undefined) {
+      if (cacheable) {
+        let perName = byTagsObject.get(tags)
+        if (perName === undefined) byTagsObject.set(tags, perName = new Map())
+        perName.set(name, recorded)
+      }
+      return Effect.void
+    }
+    // Recording never fails: a kind clash is a programming error, reported once per name.
+    if (warned.has(`${name}/${kind}`)) return Effect.void
+    warned.add(`${name}/${kind}`)
+    return Effect.logWarning(
+      `metric ${name} is a ${kinds.get(name)}; a ${kind} observation for it was ignored`
+    )
   }
   // One fiber-runtime step (this runs on every backend call).
   const record = (kind: Kind, name: string, value: number, tags: MetricTags | undefined): Effect.Effect<void> =>
