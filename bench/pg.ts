@@ -25,8 +25,8 @@
  *   put with no tracer installed ("off") and with @effect/opentelemetry
  *   recording every span into an in-memory exporter ("on"), each against
  *   the same calls on the ports as the backend built them without their
- *   span wrappers (TracingPorts.untraced; the statement-level check, one
- *   fiber-ref read per statement, is in both);
+ *   span wrappers (TracingPorts.untraced; the statement-level check, made
+ *   in the fiber step that finds the statement's connection, is in both);
  *
  * BENCH_PG_ONLY=kv,write (comma-separated substrings of the names) runs only
  * the matching comparisons, for iterating on one of them.

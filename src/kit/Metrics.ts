@@ -20,6 +20,7 @@
  * `graviton_registry=<uuid>` label instead, which every exporter then saw.)
  */
 import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
@@ -195,35 +196,43 @@ export const unsafeMake = (options: Options = {}): MetricsRegistry["Type"] => {
   const byTagsObject = new WeakMap<MetricTags, Map<string, Series>>()
 
   const warned = new Set<string>()
-  const record = (kind: Kind, name: string, value: number, tags: MetricTags | undefined): Effect.Effect<void> =>
-    // One fiber-runtime step (this runs on every backend call): labels set with
-    // `Effect.tagMetrics` apply here as to any Effect metric; explicit tags win.
-    Effect.withFiberRuntime<void>((fiber) => {
-      const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
-      const cacheable = labels.length === 0 && tags !== undefined
-      if (cacheable) {
-        const cached = byTagsObject.get(tags)?.get(name)
-        if (cached !== undefined && cached.kind === kind) {
-          update(cached, value)
-          return Effect.void
-        }
-      }
-      const recorded = unsafeRecord(kind, name, value, mergeTags(labels, tags, options.tags))
-      if (recorded !== undefined) {
-        if (cacheable) {
-          let perName = byTagsObject.get(tags)
-          if (perName === undefined) byTagsObject.set(tags, perName = new Map())
-          perName.set(name, recorded)
-        }
+  // Records within a step of `fiber`: labels set with `Effect.tagMetrics` apply
+  // here as to any Effect metric; explicit tags win. Effect.void unless a warning is due.
+  const recordOn = (
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    kind: Kind,
+    name: string,
+    value: number,
+    tags: MetricTags | undefined
+  ): Effect.Effect<void> => {
+    const labels = fiber.getFiberRef(FiberRef.currentMetricLabels)
+    const cacheable = labels.length === 0 && tags !== undefined
+    if (cacheable) {
+      const cached = byTagsObject.get(tags)?.get(name)
+      if (cached !== undefined && cached.kind === kind) {
+        update(cached, value)
         return Effect.void
       }
-      // Recording never fails: a kind clash is a programming error, reported once per name.
-      if (warned.has(`${name}/${kind}`)) return Effect.void
-      warned.add(`${name}/${kind}`)
-      return Effect.logWarning(
-        `metric ${name} is a ${kinds.get(name)}; a ${kind} observation for it was ignored`
-      )
-    })
+    }
+    const recorded = unsafeRecord(kind, name, value, mergeTags(labels, tags, options.tags))
+    if (recorded !== undefined) {
+      if (cacheable) {
+        let perName = byTagsObject.get(tags)
+        if (perName === undefined) byTagsObject.set(tags, perName = new Map())
+        perName.set(name, recorded)
+      }
+      return Effect.void
+    }
+    // Recording never fails: a kind clash is a programming error, reported once per name.
+    if (warned.has(`${name}/${kind}`)) return Effect.void
+    warned.add(`${name}/${kind}`)
+    return Effect.logWarning(
+      `metric ${name} is a ${kinds.get(name)}; a ${kind} observation for it was ignored`
+    )
+  }
+  // One fiber-runtime step (this runs on every backend call).
+  const record = (kind: Kind, name: string, value: number, tags: MetricTags | undefined): Effect.Effect<void> =>
+    Effect.withFiberRuntime<void>((fiber) => recordOn(fiber, kind, name, value, tags))
 
   const snapshot: Effect.Effect<ReadonlyArray<MetricSample>> = Effect.sync(() =>
     Array.from(series.values())
@@ -231,14 +240,39 @@ export const unsafeMake = (options: Options = {}): MetricsRegistry["Type"] => {
       .map(toSample)
   )
 
-  return MetricsRegistry.of({
+  const registry = MetricsRegistry.of({
     counter: (name, value = 1, tags) => record("counter", name, value, tags),
     gauge: (name, value, tags) => record("gauge", name, value, tags),
     histogram: (name, value, tags) => record("histogram", name, value, tags),
     snapshot,
     prometheus: Effect.map(snapshot, (samples) => Prometheus.render(samples, helpOf))
   })
+  directs.set(registry, { record: recordOn })
+  return registry
 }
+
+/**
+ * Synchronous recording into a registry of this module, for a caller that
+ * records several observations per call (a latency and a count) and wants
+ * to do it in a step it already runs on the fiber, instead of one fiber step
+ * per observation: on a LevelDB get, which takes microseconds, those steps
+ * were a third of the call. `record` returns `Effect.void` (the same object)
+ * unless something must still be run: a warning about a kind clash.
+ */
+export interface Direct {
+  readonly record: (
+    fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    kind: Kind,
+    name: string,
+    value: number,
+    tags: MetricTags | undefined
+  ) => Effect.Effect<void>
+}
+
+const directs = new WeakMap<MetricsRegistry["Type"], Direct>()
+
+/** The synchronous side of `registry` when it is one of this module's; undefined for any other implementation. */
+export const direct = (registry: MetricsRegistry["Type"]): Direct | undefined => directs.get(registry)
 
 /** A fresh registry with custom histogram bounds or help text. */
 export const makeWith = (options: Options = {}): Effect.Effect<MetricsRegistry["Type"]> =>

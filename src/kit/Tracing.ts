@@ -18,7 +18,6 @@ import * as Channel from "effect/Channel"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
-import * as DefaultServices from "effect/DefaultServices"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
@@ -54,10 +53,13 @@ export const attr = {
 /** Effect's built-in tracer: spans made through it go nowhere. */
 const builtIn: Tracer.Tracer = Effect.runSync(Effect.tracer)
 
-/** Whether a span made on `fiber` now would reach a tracer. */
+/**
+ * Whether a span made on `fiber` now would reach a tracer. The fiber keeps
+ * its tracer in a field, so the usual answer (the built-in one: no) costs
+ * one comparison; the enabled flag is read only when a tracer is installed.
+ */
 export const isTracing = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean =>
-  fiber.getFiberRef(FiberRef.currentTracerEnabled) &&
-  Context.get(fiber.getFiberRef(DefaultServices.currentServices), Tracer.Tracer) !== builtIn
+  fiber.currentTracer !== builtIn && fiber.getFiberRef(FiberRef.currentTracerEnabled)
 
 /** Sets outcome and error type from an exit, plus `onSuccess`'s attributes for a value. */
 const settle = <A>(
@@ -76,13 +78,15 @@ const settle = <A>(
     return
   }
   span.attribute(attr.outcome, "failure")
-  const failure = Cause.failureOption(exit.cause)
-  span.attribute(
-    attr.errorType,
-    Option.isSome(failure)
-      ? isStorageError(failure.value) ? failure.value.reason : String((failure.value as { _tag?: unknown })?._tag ?? "Error")
-      : "Defect"
-  )
+  span.attribute(attr.errorType, errorTypeOf(exit.cause))
+}
+
+/** A failure's `error.type`: the storage error's reason, else the error's tag, or "Defect". */
+const errorTypeOf = (cause: Cause.Cause<unknown>): string => {
+  const failure = Cause.failureOption(cause)
+  return Option.isSome(failure)
+    ? isStorageError(failure.value) ? failure.value.reason : String((failure.value as { _tag?: unknown })?._tag ?? "Error")
+    : "Defect"
 }
 
 /** What a span is made with. */
@@ -102,12 +106,86 @@ const spanOptions = (info: SpanInfo<never>): Tracer.SpanOptions => ({
 
 /** Runs `self` in a span named `name` (see the module comment for when it is skipped). */
 export const effect = <A, E, R>(self: Effect.Effect<A, E, R>, name: string, info: SpanInfo<A> = {}): Effect.Effect<A, E, R> =>
+  Effect.withFiberRuntime<A, E, R>((fiber) => isTracing(fiber) ? inSpan(self, name, spanOptions(info), info.onSuccess) : self)
+
+/**
+ * The spans made here: a statement a Graviton call runs on its own, outside
+ * any transaction, is recorded on the call's span as an event rather than as
+ * a child span of its own (see `owner`).
+ */
+const owners = new WeakSet<Tracer.AnySpan>()
+
+const inSpan = <A, E, R>(
+  self: Effect.Effect<A, E, R>,
+  name: string,
+  options: Tracer.SpanOptions,
+  onSuccess: ((a: A) => Attributes | undefined) | undefined
+): Effect.Effect<A, E, R> =>
+  Effect.useSpan(name, options, (span) => {
+    owners.add(span)
+    return Effect.onExit(Effect.withParentSpan(self, span), (exit) => Effect.sync(() => settle(span, exit, onSuccess)))
+  })
+
+/**
+ * `effect` with its parts as arguments, for the per-call wrappers: nothing is
+ * built per call but the `attributes` thunk (no options object, and no closure
+ * named by a property or a variable, which esbuild's keepNames, as tsx runs
+ * the tests and benchmarks, would name with a defineProperty on every call).
+ */
+export const run = <A, E, R>(
+  self: Effect.Effect<A, E, R>,
+  name: string,
+  kind: Tracer.SpanKind,
+  attributes: () => Attributes,
+  onSuccess: ((a: A) => Attributes | undefined) | undefined
+): Effect.Effect<A, E, R> =>
   Effect.withFiberRuntime<A, E, R>((fiber) =>
-    isTracing(fiber)
-      ? Effect.useSpan(name, spanOptions(info), (span) =>
-        Effect.onExit(Effect.withParentSpan(self, span), (exit) => Effect.sync(() => settle(span, exit, info.onSuccess))))
-      : self
+    isTracing(fiber) ? inSpan(self, name, { kind, captureStackTrace: false, attributes: attributes() }, onSuccess) : self
   )
+
+/**
+ * The Graviton span `fiber` runs in directly (no other span in between): the
+ * span a statement run outside any transaction is folded into.
+ */
+export const owner = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Tracer.Span | undefined => {
+  const span = fiber.currentSpan
+  return span !== undefined && span._tag === "Span" && owners.has(span) ? span : undefined
+}
+
+/** Spans that have taken an event's `common` attributes already (set once, not per event). */
+const withCommon = new WeakSet<Tracer.Span>()
+
+/**
+ * Runs `self` and records it on `span` as an event named `name` when it ends:
+ * `attributes()`, the outcome, the error type of a failure and the duration in
+ * milliseconds (an event is a point in time). `span` also takes `common`
+ * (attributes every such event shares, such as where the database runs).
+ */
+export const asEvent = <A, E, R>(
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  span: Tracer.Span,
+  self: Effect.Effect<A, E, R>,
+  name: string,
+  common: Attributes,
+  attributes: () => Attributes
+): Effect.Effect<A, E, R> => {
+  const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+  const start = clock.unsafeCurrentTimeNanos()
+  return Effect.onExit(self, (exit) =>
+    Effect.sync(() => {
+      if (span.status._tag === "Ended") return
+      const end = clock.unsafeCurrentTimeNanos()
+      if (!withCommon.has(span)) {
+        withCommon.add(span)
+        for (const k in common) span.attribute(k, common[k])
+      }
+      const recorded = attributes()
+      recorded["graviton.duration_ms"] = Number(end - start) / 1e6
+      recorded[attr.outcome] = Exit.isSuccess(exit) ? "success" : Cause.isInterruptedOnly(exit.cause) ? "interrupted" : "failure"
+      if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) recorded[attr.errorType] = errorTypeOf(exit.cause)
+      span.event(name, end, recorded)
+    }))
+}
 
 /** `effect` for `pipe`. */
 export const withSpan = <A>(name: string, info: SpanInfo<A> = {}) => <E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
@@ -133,7 +211,10 @@ const channel = <OutElem, InElem, OutErr, InErr, OutDone, InDone, Env>(
     if (!isTracing(fiber)) return Effect.succeed(plain)
     const context = fiber.currentContext
     return Effect.succeed(Channel.acquireUseRelease(
-      Effect.map(Effect.makeSpan(name, spanOptions(info)), (span) => [span, counted()] as const),
+      Effect.map(Effect.makeSpan(name, spanOptions(info)), (span) => {
+        owners.add(span)
+        return [span, counted()] as const
+      }),
       ([span, run]) => Channel.provideContext(run.channel, Context.add(context, Tracer.ParentSpan, span) as Context.Context<Env>),
       ([span, run], exit) =>
         Effect.flatMap(Clock.currentTimeNanos, (now) =>

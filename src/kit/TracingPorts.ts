@@ -18,7 +18,7 @@ import type { RangeTracker } from "../ports/RangeTracker.js"
 import type { ReplicaIndex } from "../ports/ReplicaIndex.js"
 import type { UnitOfWork } from "../ports/UnitOfWork.js"
 import type { UploadStaging } from "../ports/UploadStaging.js"
-import { attr, type Attributes, effect, sink, stream } from "./Tracing.js"
+import { attr, type Attributes, run, sink, type SpanInfo, stream } from "./Tracing.js"
 
 /** A value as attribute text; a malformed argument (the port then fails with InvalidInput) never throws here. */
 export const text = (value: unknown): string => {
@@ -44,20 +44,33 @@ export const untraced = <A extends object>(port: A): A => ((port as Record<symbo
 /** Span name of a port method. */
 export const spanName = (port: string, method: string): string => `graviton.${port}.${method}`
 
-/** The span helpers of one backend's implementation of one port. */
+/** SpanInfo from its parts (no function literal in it: see Tracing.run on keepNames). */
+const info = <A>(attributes: () => Attributes, onSuccess?: (a: A) => Attributes | undefined): SpanInfo<A> => ({ attributes, onSuccess })
+
+/**
+ * The span helpers of one backend's implementation of one port. With no
+ * tracer, a call costs one fiber step and the two closures its arguments
+ * make.
+ */
 const spans = (backend: string, port: string, base: Attributes = {}) => {
   const withBackend = (more?: Attributes): Attributes => ({ [attr.backend]: backend, ...base, ...more })
+  const names = new Map<string, string>()
+  const nameOf = (method: string): string => {
+    let name = names.get(method)
+    if (name === undefined) names.set(method, name = spanName(port, method))
+    return name
+  }
   return {
     effect: <A, E, R>(method: string, self: Effect.Effect<A, E, R>, more?: () => Attributes, onSuccess?: (a: A) => Attributes | undefined) =>
-      effect(self, spanName(port, method), { attributes: () => withBackend(more?.()), onSuccess }),
+      run(self, nameOf(method), "internal", () => withBackend(more?.()), onSuccess),
     stream: <A, E, R>(method: string, self: Stream.Stream<A, E, R>, more?: () => Attributes) =>
-      stream(self, spanName(port, method), { attributes: () => withBackend(more?.()) }),
+      stream(self, nameOf(method), info(() => withBackend(more?.()))),
     sink: <A, In, L, E, R>(
       method: string,
       self: Sink.Sink<A, In, L, E, R>,
       more?: () => Attributes,
       onSuccess?: (a: A) => Attributes | undefined
-    ) => sink(self, spanName(port, method), { attributes: () => withBackend(more?.()), onSuccess })
+    ) => sink(self, nameOf(method), info(() => withBackend(more?.()), onSuccess))
   }
 }
 

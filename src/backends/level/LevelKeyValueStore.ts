@@ -107,8 +107,10 @@ interface PreparedCommit {
   readonly checkKeys: ReadonlyArray<string>
   readonly expected: ReadonlyArray<Option.Option<Uint8Array>>
   readonly ops: ReadonlyArray<BatchOp>
-  /** Every key involved (duplicates allowed): the keys to lock, and the namespaces of metrics. */
+  /** Every key involved (duplicates allowed): the keys to lock. */
   readonly keys: ReadonlyArray<string>
+  /** The namespace of every key, or MIXED (the metrics' label; found while validating, not per key again). */
+  readonly namespace: string
 }
 
 /** A cursor over one sublevel's iterator, holding at most one page. */
@@ -145,7 +147,7 @@ export const make: Effect.Effect<KeyValueStore["Type"], never, LevelDatabase> = 
    */
   const observe = <A>(method: string, namespace: () => string, self: Effect.Effect<A, MetadataError>) =>
     metrics.enabled
-      ? instrument.observeFailures(method)(metrics.observe(method, namespace())(self))
+      ? metrics.observe(method, namespace(), (cause) => instrument.failed(method, cause))(self)
       : instrument.observe(method)(self)
 
   /** The namespace label of a key, tolerating malformed input (it fails validation anyway). */
@@ -235,10 +237,16 @@ export const make: Effect.Effect<KeyValueStore["Type"], never, LevelDatabase> = 
     const expected: Array<Option.Option<Uint8Array>> = []
     const ops: Array<BatchOp> = []
     const keys: Array<string> = []
+    let namespace: string | undefined
+    const note = (ns: string) => {
+      namespace = namespace === undefined || namespace === ns ? ns : LevelMetrics.MIXED
+    }
     for (const check of checks) {
       const key = check?.key
       if (!isValidKey(key, false)) return Either.left(keyError("commit", key))
-      if (layout.namespaceOf(key) === undefined) return Either.left(outside("commit", key, database.namespaces))
+      const ns = layout.namespaceOf(key)
+      if (ns === undefined) return Either.left(outside("commit", key, database.namespaces))
+      note(ns)
       const e = checkOptionalValue("commit", check.expected)
       if (Either.isLeft(e)) return Either.left(e.left)
       expected.push(e.right)
@@ -248,7 +256,9 @@ export const make: Effect.Effect<KeyValueStore["Type"], never, LevelDatabase> = 
     for (const write of writes) {
       const key = write?.key
       if (!isValidKey(key, false)) return Either.left(keyError("commit", key))
-      if (layout.namespaceOf(key) === undefined) return Either.left(outside("commit", key, database.namespaces))
+      const ns = layout.namespaceOf(key)
+      if (ns === undefined) return Either.left(outside("commit", key, database.namespaces))
+      note(ns)
       if (write._tag === "Put") {
         const value = write.value
         if (!(value instanceof Uint8Array)) return Either.left(invalidInput("commit", "a value must be a Uint8Array"))
@@ -260,16 +270,12 @@ export const make: Effect.Effect<KeyValueStore["Type"], never, LevelDatabase> = 
       }
       keys.push(key)
     }
-    return Either.right({ checkKeys, expected, ops, keys })
+    return Either.right({ checkKeys, expected, ops, keys, namespace: namespace ?? LevelMetrics.MIXED })
   }
 
   const commit = (checks: ReadonlyArray<KvCheck>, writes: ReadonlyArray<KvWrite>) => {
     const prepared = prepare(checks, writes)
-    const namespace = () => {
-      if (Either.isLeft(prepared)) return LevelMetrics.MIXED
-      const namespaces = new Set(prepared.right.keys.map((k) => layout.namespaceOf(k)))
-      return namespaces.size === 1 ? namespaces.values().next().value! : LevelMetrics.MIXED
-    }
+    const namespace = () => (Either.isLeft(prepared) ? LevelMetrics.MIXED : prepared.right.namespace)
     return observe(
       "commit",
       namespace,

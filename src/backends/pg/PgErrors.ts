@@ -103,10 +103,32 @@ const messagesOf = (error: unknown): ReadonlyArray<string> => {
 const reasonOfSqlState = (state: string): ErrorReason =>
   bySqlState[state] ?? bySqlState[state.slice(0, 2)] ?? "Unknown"
 
+/**
+ * Node's codes for a server certificate that TLS verification refused
+ * (sslmode=verify-full / require with node-postgres, see docs/backends/postgres.md).
+ */
+const TLS_REFUSED = /^(SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_[A-Z_]+|ERR_TLS_CERT_ALTNAME_INVALID|HOSTNAME_MISMATCH)$/
+
+/** The TLS verification code in a failure's chain, if any. */
+const tlsCodeOf = (error: unknown): string | undefined => {
+  let current: unknown = error
+  for (let depth = 0; depth < 6 && Predicate.isObject(current); depth++) {
+    const code = (current as { code?: unknown }).code
+    if (typeof code === "string" && TLS_REFUSED.test(code)) return code
+    current = (current as { cause?: unknown }).cause
+  }
+  return undefined
+}
+
+const NO_TLS_ON_SERVER = /server does not support SSL/i
+
 /** The reason for any failure of the `pg` driver or of `@effect/sql`. */
 export const reasonOf = (error: unknown): ErrorReason => {
   const state = sqlState(error)
   if (state !== undefined) return reasonOfSqlState(state)
+  // Not transient: retrying cannot make the certificate trusted, nor the server speak TLS.
+  if (tlsCodeOf(error) !== undefined) return "PermissionDenied"
+  if (messagesOf(error).some((m) => NO_TLS_ON_SERVER.test(m))) return "Unsupported"
   const errno = errnoOf(error)
   if (errno !== undefined) return byErrno[errno]!
   const text = messagesOf(error).join(" | ")
@@ -166,6 +188,14 @@ export const scrubCause = (error: unknown): Error => {
 
 /** A short, scrubbed sentence for a driver failure: SQLSTATE and the deepest useful message. */
 export const describe = (error: unknown): string => {
+  const tls = tlsCodeOf(error)
+  if (tls !== undefined) {
+    const why = messagesOf(error).filter((m) => !/^Failed to (execute statement|acquire connection)$/.test(m))
+    return scrub(
+      `TLS: the server's certificate was refused (${why[why.length - 1] ?? tls}, ${tls}); ` +
+        "check sslrootcert (the CA that signed the server's certificate) and the host name in the URL"
+    )
+  }
   const state = sqlState(error)
   const messages = messagesOf(error).filter((m) => !/^Failed to execute statement$/.test(m))
   const text = messages.length > 0 ? messages[messages.length - 1]! : "unknown failure"

@@ -13,9 +13,19 @@
  * them exactly as before), and interruption cancels the running statement
  * (`pg_cancel_backend`) before its connection goes back to the pool.
  *
- * Tracing: each statement gets the span @effect/sql would give it
- * (`sql.execute`, kind client, OpenTelemetry's database attributes), made
- * only when a tracer listens (kit/Tracing); the parameters never go in it.
+ * Tracing, only when a tracer listens (kit/Tracing); the parameters never
+ * go in a span:
+ * - inside a transaction, each statement gets the span @effect/sql would
+ *   give it (`sql.execute`, kind client, OpenTelemetry's database
+ *   attributes), under the transaction's: there, which statement of several
+ *   took the time is the question;
+ * - outside one, a statement is the work of the Graviton call it runs in
+ *   (a KV get, a small write, a page of a read): it is recorded on that
+ *   call's span as a `sql.execute` event (operation, query text, outcome,
+ *   duration) and the call's span takes the database attributes. A span
+ *   costs tens of microseconds in the OpenTelemetry SDK, as much as such a
+ *   statement; an event a fraction of that. With no Graviton span around it
+ *   (a caller running the store's statements directly), it gets its span.
  */
 import type { SqlClient } from "@effect/sql/SqlClient"
 import { TransactionConnection } from "@effect/sql/SqlClient"
@@ -70,13 +80,23 @@ const readConnection = (pool: Pg.Pool): Tracing.Attributes => {
 /** The first keyword of a statement (SELECT, INSERT, WITH, BEGIN ...), OpenTelemetry's `db.operation.name`. */
 const operationOf = (text: string): string => /^\s*([A-Za-z]+)/.exec(text)?.[1]?.toUpperCase() ?? "UNKNOWN"
 
+/** A statement's own attributes: OpenTelemetry's operation name and query text (never its parameters). */
+const statementAttributes = (text: string): Tracing.Attributes => {
+  // The texts are the stores' constants (a few dozen): each parsed once.
+  let known = byText.get(text)
+  if (known === undefined) {
+    known = { "db.operation.name": operationOf(text), "db.query.text": text }
+    if (byText.size < 1000) byText.set(text, known)
+  }
+  return { ...known }
+}
+
+const byText = new Map<string, Tracing.Attributes>()
+
 /** Runs one statement in a `sql.execute` span with `connection`'s attributes (see the module comment). */
 export const traced = (connection: Tracing.Attributes) =>
 <A, E, R>(text: string, self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Tracing.effect(self, "sql.execute", {
-    kind: "client",
-    attributes: () => ({ ...connection, "db.operation.name": operationOf(text), "db.query.text": text })
-  })
+  Tracing.run(self, "sql.execute", "client", () => ({ ...connection, ...statementAttributes(text) }), undefined)
 
 /** Best-effort cancellation of what `client` is running, bounded like @effect/sql's. */
 export const cancel = (pool: Pg.Pool, client: Pg.PoolClient): Effect.Effect<void> => {
@@ -88,55 +108,77 @@ export const cancel = (pool: Pg.Pool, client: Pg.PoolClient): Effect.Effect<void
   }).pipe(Effect.interruptible, Effect.timeoutOption(5000), Effect.asVoid)
 }
 
+/**
+ * One statement on a pooled connection held for it alone. A class rather than
+ * closures made per call: under esbuild's keepNames (how tsx runs the tests
+ * and benchmarks) each named closure costs a defineProperty on every call.
+ */
+class PoolStatement<A> {
+  /** The connection has gone back to the pool (or was never needed): nothing more to resume. */
+  done = false
+  client: Pg.PoolClient | undefined = undefined
+  /** A connection that dies mid-statement emits "error"; the pool must not reuse it. */
+  readonly onError: (cause: Error) => void
+  constructor(
+    readonly pool: Pg.Pool,
+    readonly resume: (effect: Effect.Effect<ReadonlyArray<A>, SqlError>) => void
+  ) {
+    this.onError = errorListener(this)
+  }
+  release(broken?: Error): void {
+    if (this.done) return
+    this.done = true
+    if (this.client !== undefined) {
+      this.client.off("error", this.onError)
+      this.client.release(broken)
+    }
+  }
+  failed(cause: Error): void {
+    this.release(cause)
+    this.resume(Effect.fail(new SqlError({ cause, message: "Connection error" })))
+  }
+  connected(cause: Error | undefined, pooled: Pg.PoolClient | undefined, text: string, params: ReadonlyArray<unknown>): void {
+    if (this.done) {
+      // Interrupted while waiting for the connection.
+      pooled?.release()
+      return
+    }
+    if (cause) return this.resume(Effect.fail(new SqlError({ cause, message: "Failed to acquire connection" })))
+    if (!pooled) {
+      return this.resume(Effect.fail(new SqlError({ cause: new Error("No client returned"), message: "Failed to acquire connection" })))
+    }
+    this.client = pooled
+    pooled.once("error", this.onError)
+    pooled.query(text, params as Array<unknown>, (err: Error | null, result: Pg.QueryResult) => this.answered(err, result))
+  }
+  answered(err: Error | null, result: Pg.QueryResult): void {
+    if (this.done) return
+    this.release()
+    this.resume(
+      err
+        ? Effect.fail(new SqlError({ cause: err, message: "Failed to execute statement" }))
+        : Effect.succeed((result.rows ?? []) as ReadonlyArray<A>)
+    )
+  }
+  /** Interrupted: cancel what runs server-side, then give the connection back. */
+  interrupted(): Effect.Effect<void> {
+    const held = this.client
+    if (this.done || held === undefined) {
+      this.done = true
+      return Effect.void
+    }
+    return Effect.ensuring(cancel(this.pool, held), Effect.sync(() => this.release()))
+  }
+}
+
+const errorListener = <A>(s: PoolStatement<A>) => (cause: Error): void => s.failed(cause)
+
 /** One statement on a connection of `pool` held for just that statement. */
 const onPool = (pool: Pg.Pool) => <A>(text: string, params: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<A>, SqlError> =>
   Effect.async<ReadonlyArray<A>, SqlError>((resume) => {
-    // `done`: the connection has gone back to the pool (or was never needed), nothing more to resume.
-    let done = false
-    let client: Pg.PoolClient | undefined
-    const release = (broken?: Error) => {
-      if (done) return
-      done = true
-      if (client !== undefined) {
-        client.off("error", onError)
-        client.release(broken)
-      }
-    }
-    // A connection that dies mid-statement emits "error"; the pool must not reuse it.
-    function onError(cause: Error) {
-      release(cause)
-      resume(Effect.fail(new SqlError({ cause, message: "Connection error" })))
-    }
-    pool.connect((cause, pooled) => {
-      if (done) {
-        // Interrupted while waiting for the connection.
-        pooled?.release()
-        return
-      }
-      if (cause) return resume(Effect.fail(new SqlError({ cause, message: "Failed to acquire connection" })))
-      if (!pooled) {
-        return resume(Effect.fail(new SqlError({ cause: new Error("No client returned"), message: "Failed to acquire connection" })))
-      }
-      client = pooled
-      client.once("error", onError)
-      client.query(text, params as Array<unknown>, (err: Error | null, result: Pg.QueryResult) => {
-        if (done) return
-        release()
-        resume(
-          err
-            ? Effect.fail(new SqlError({ cause: err, message: "Failed to execute statement" }))
-            : Effect.succeed((result.rows ?? []) as ReadonlyArray<A>)
-        )
-      })
-    })
-    return Effect.suspend(() => {
-      const held = client
-      if (done || held === undefined) {
-        done = true
-        return Effect.void
-      }
-      return Effect.ensuring(cancel(pool, held), Effect.sync(() => release()))
-    })
+    const s = new PoolStatement<A>(pool, resume)
+    pool.connect((cause, pooled) => s.connected(cause, pooled, text, params))
+    return Effect.suspend(() => s.interrupted())
   })
 
 /**
@@ -145,18 +187,24 @@ const onPool = (pool: Pg.Pool) => <A>(text: string, params: ReadonlyArray<unknow
  * `sql.unsafe` (any other PgClient), with the same results either way.
  */
 export const make = (sql: SqlClient, pool: Option.Option<Pg.Pool>): Query => {
-  const span = traced(connectionAttributes(Option.getOrUndefined(pool)))
+  const connection = connectionAttributes(Option.getOrUndefined(pool))
   const direct = Option.isSome(pool) ? onPool(pool.value) : undefined
-  // `sql.unsafe` makes its own span; the direct paths get the same one here.
-  const outside = direct !== undefined
-    ? <A>(text: string, params: ReadonlyArray<unknown>) => span(text, direct<A>(text, params))
-    : <A>(text: string, params: ReadonlyArray<unknown>) =>
-      sql.unsafe<A & object>(text, params) as Effect.Effect<ReadonlyArray<A>, SqlError>
+  // One fiber step decides where the statement runs and how it is traced (see the module comment).
   return <A extends object>(text: string, params: ReadonlyArray<unknown>) =>
     Effect.withFiberRuntime<ReadonlyArray<A>, SqlError>((fiber) => {
       const tx = Context.getOption(fiber.currentContext, TransactionConnection)
-      return Option.isSome(tx)
-        ? span(text, tx.value[0].execute(text, params, undefined) as Effect.Effect<ReadonlyArray<A>, SqlError>)
-        : outside<A>(text, params)
+      if (Option.isNone(tx) && direct === undefined) {
+        // `sql.unsafe` makes its own span.
+        return sql.unsafe<A & object>(text, params) as Effect.Effect<ReadonlyArray<A>, SqlError>
+      }
+      const statement = Option.isSome(tx)
+        ? tx.value[0].execute(text, params, undefined) as Effect.Effect<ReadonlyArray<A>, SqlError>
+        : direct!<A>(text, params)
+      if (!Tracing.isTracing(fiber)) return statement
+      // Outside a transaction, the statement is the Graviton call's own work: an event on its span.
+      const owner = Option.isNone(tx) ? Tracing.owner(fiber) : undefined
+      return owner !== undefined
+        ? Tracing.asEvent(fiber, owner, statement, "sql.execute", connection, () => statementAttributes(text))
+        : Tracing.run(statement, "sql.execute", "client", () => ({ ...connection, ...statementAttributes(text) }), undefined)
     })
 }
