@@ -82,8 +82,8 @@ export type Blob =
   | { readonly _tag: "Monolithic"; readonly live: boolean; readonly locator: string }
   /** Live and chunked: each distinct block once, as rendered key and locator text. */
   | { readonly _tag: "Chunked"; readonly live: boolean; readonly blocks: ReadonlyArray<readonly [string, string]> }
-  /** Pending: a put moving its staged bytes to `locator`. */
-  | { readonly _tag: "Pending"; readonly locator: string }
+  /** Pending: a put moving its staged bytes to `locator`, since `since`. */
+  | { readonly _tag: "Pending"; readonly locator: string; readonly since: number }
 
 /** Each distinct block of a manifest once (a blob owns one reference per distinct block). */
 const distinct = (blocks: ReadonlyArray<BlobMeta.BlockRef>): ReadonlyArray<readonly [string, string]> => {
@@ -99,7 +99,7 @@ const distinct = (blocks: ReadonlyArray<BlobMeta.BlockRef>): ReadonlyArray<reado
 }
 
 const fromBlobMeta = (r: BlobMeta.BlobRecord): Blob => {
-  if (r._tag === "Pending") return { _tag: "Pending", locator: BlobLocator.render(r.locator) }
+  if (r._tag === "Pending") return { _tag: "Pending", locator: BlobLocator.render(r.locator), since: r.since }
   const live = r._tag === "Live"
   const blob = r._tag === "Live" ? r : r.blob
   return blob.storage._tag === "Monolithic"

@@ -215,12 +215,14 @@ interface Named {
   readonly locator: string
   readonly live: boolean
   readonly replicas: ReadonlyArray<string> | undefined
+  /** A Pending record: the claim of a put, and the record as listed. */
+  readonly pending: { readonly key: BinaryKey.BinaryKey; readonly since: number; readonly raw: Uint8Array } | undefined
 }
 
 /** Blob records keyed by rendered key, decoded; manifests are spilled on the way, undecodable ones reported. */
 const blobRecords = (w: Walk) =>
   Stream.mapChunks(w.ctx.kv.list(BlobMeta.BLOBS), (entries) => {
-    const out: Array<Keyed<{ readonly key: BinaryKey.BinaryKey; readonly record: Records.Blob }>> = []
+    const out: Array<Keyed<{ readonly key: BinaryKey.BinaryKey; readonly record: Records.Blob; readonly raw: Uint8Array }>> = []
     for (const [kvKey, bytes] of entries) {
       const rendered = kvKey.slice(BlobMeta.BLOBS.length)
       const parsed = BinaryKey.parse(rendered)
@@ -233,7 +235,7 @@ const blobRecords = (w: Walk) =>
         if (w.mode.check) problemNow(w, "undecodable", kvKey, record)
         continue
       }
-      out.push({ key: rendered, value: { key: parsed.right, record } })
+      out.push({ key: rendered, value: { key: parsed.right, record, raw: bytes } })
     }
     return Chunk.unsafeFromArray(out)
   })
@@ -243,7 +245,7 @@ const blobEntries = (w: Walk) =>
   Stream.mapChunksEffect(withReplicas(w, blobRecords(w)), (rows) => {
     const out: Array<Keyed<Named>> = []
     const todo: Todo = []
-    for (const { replicas, value: { key, record } } of rows) {
+    for (const { replicas, value: { key, raw, record } } of rows) {
       const rendered = BinaryKey.render(key)
       const live = record._tag !== "Pending" && record.live
       if (live) {
@@ -256,11 +258,14 @@ const blobEntries = (w: Walk) =>
         if (live) for (const [block, locator] of record.blocks) w.spill.push(block, rendered, locator)
         continue
       }
-      const named: Named = { rendered, size: key.size, locator: record.locator, live, replicas }
+      const pending = record._tag === "Pending" ? { key, since: record.since, raw } : undefined
+      const named: Named = { rendered, size: key.size, locator: record.locator, live, replicas, pending }
       const address = record.locator.startsWith(w.rootText) ? parseContent(record.locator.slice(w.rootText.length)) : Option.none()
       // Its own address: merged with the objects. Anywhere else (not written by this store): looked up.
       if (Option.isSome(address) && address.value.joinKey === joinKeyOf(key)) {
         out.push({ key: address.value.joinKey, value: named })
+      } else if (pending !== undefined) {
+        pendingClaim(w, todo, named, undefined)
       } else if (w.mode.check && live) {
         const subject = BlobMeta.BLOBS + rendered
         checkObject(w, todo, subject, rendered, key.size, record.locator, undefined, false)
@@ -339,6 +344,42 @@ const reindex = (w: Walk, key: BinaryKey.BinaryKey, locator: BlobLocator.BlobLoc
     return true
   })
 
+/**
+ * A Pending record: the claim of a monolithic put, which moves its staged
+ * bytes to the address and publishes Live within moments. One older than
+ * the grace period belongs to a put that was killed (its staged object, if
+ * the move did not happen, is a staging leftover): the claim is taken over
+ * as a delete would (Pending -> Deleting, only if unchanged since listed),
+ * the object it moved, if any, removed, then the record. A put of the same
+ * content meanwhile finds Deleting and stores a fresh copy elsewhere, as
+ * after any delete.
+ */
+const pendingClaim = (w: Walk, todo: Todo, r: Named, stat: ObjectStat | undefined) => {
+  const p = r.pending!
+  if (w.mode.now - p.since <= w.mode.grace) return void w.t.young.pending++
+  const bytes = stat?.size ?? 0
+  if (!w.mode.reclaim) {
+    w.t.leftovers.pending.count++
+    w.t.leftovers.pending.bytes += bytes
+    return
+  }
+  todo.push(Effect.gen(function*() {
+    const kvKey = BlobMeta.blobKey(p.key)
+    const locator = locatorOf(r.locator)
+    const tomb = BlobMeta.encodeBlob(p.key, {
+      _tag: "Deleting",
+      token: randomUUID(),
+      since: w.mode.now,
+      blob: { _tag: "Live", id: randomUUID(), createdAt: p.since, contentType: undefined, storage: { _tag: "Monolithic", locator } }
+    })
+    if (!(yield* Counters.compareAndSet(w.ctx.kv, kvKey, Option.some(p.raw), Option.some(tomb)))) return
+    yield* w.ctx.objects.delete(locator).pipe(Effect.catchIf((e) => e.reason === "NotFound", () => Effect.void))
+    // Fails harmlessly when a put has taken the record over meanwhile.
+    yield* Counters.compareAndSet(w.ctx.kv, kvKey, Option.some(tomb), Option.none())
+    yield* leftover(w, "pending", bytes)
+  }))
+}
+
 /** Whether an object listed in a group is the one a record's locator text names. */
 const sameObject = (w: Walk, o: Listed, locator: string) =>
   locator.length === w.rootText.length + o.stat.locator.path.length && locator.endsWith(o.stat.locator.path) &&
@@ -349,6 +390,7 @@ const contentPhase = (w: Walk) =>
     const todo: Todo = []
     for (const group of groups) {
       for (const r of group.right) {
+        if (r.pending !== undefined) pendingClaim(w, todo, r, group.left.find((o) => sameObject(w, o, r.locator))?.stat)
         if (!r.live || !w.mode.check) continue
         const subject = BlobMeta.BLOBS + r.rendered
         const o = group.left.find((o) => sameObject(w, o, r.locator))
