@@ -4,7 +4,8 @@
  * are spilled to the key-value store (spill.ts). The phases:
  *
  *   content  monolithic objects (`<algo>/…`) against the blob records;
- *            chunked manifests are spilled on the way
+ *            chunked manifests are spilled on the way; claims (Pending)
+ *            of puts that never published are reclaimed
  *   blocks   block objects (`<blocks>/…`) against the block records and
  *            the spilled reference counts
  *   uploads  resumable uploads past their deadline
