@@ -7,10 +7,12 @@
  * An empty set is never stored: the key is deleted instead. `add` and
  * `remove` are compareAndSet loops, `update` a single put or delete.
  */
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import * as BinaryKey from "../core/BinaryKey.js"
 import * as BlobLocator from "../core/BlobLocator.js"
 import { MetadataError, toPortError } from "../core/Errors.js"
@@ -136,11 +138,28 @@ export const make: Effect.Effect<ReplicaIndex["Type"], never, KeyValueStore> = E
         }))
     })
 
+  // Texts as stored (normalized by every writer here); a value that is not text fails as `replicas` does.
+  const list = Stream.mapChunksEffect(kv.list(NAMESPACE), (entries) =>
+    Effect.suspend(() => {
+      const out: Array<readonly [string, ReadonlyArray<string>]> = []
+      for (const [k, v] of entries) {
+        let text: string
+        try {
+          text = decoder.decode(v)
+        } catch {
+          return Effect.fail(corrupted("list", k))
+        }
+        out.push([k.slice(NAMESPACE.length), text.split(SEPARATOR)])
+      }
+      return Effect.succeed(Chunk.unsafeFromArray(out))
+    }))
+
   return TracingPorts.replicaIndex(BACKEND, ReplicaIndex.of({
     replicas,
     update,
     add: (key, locator) => modify("add", key, locator, true),
-    remove: (key, locator) => modify("remove", key, locator, false)
+    remove: (key, locator) => modify("remove", key, locator, false),
+    list
   }))
 })
 

@@ -157,7 +157,8 @@ export const replicaIndex = (backend: string, index: ReplicaIndex["Type"], base?
     replicas: (key) => s.effect("replicas", index.replicas(key), blobKey(key)),
     update: (key, locators) => s.effect("update", index.update(key, locators), blobKey(key)),
     add: (key, l) => s.effect("add", index.add(key, l), withLocator(key, l)),
-    remove: (key, l) => s.effect("remove", index.remove(key, l), withLocator(key, l))
+    remove: (key, l) => s.effect("remove", index.remove(key, l), withLocator(key, l)),
+    ...(index.list === undefined ? {} : { list: s.stream("list", index.list) })
   }, index)
 }
 

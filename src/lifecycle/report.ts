@@ -2,16 +2,18 @@
 import type { Counts } from "../blobs/counters.js"
 
 /** What gc reclaims, by kind. */
-export type LeftoverKind = "staging" | "uploads" | "blocks" | "orphans" | "multipart"
+export type LeftoverKind = "staging" | "pending" | "uploads" | "blocks" | "orphans" | "multipart"
 
 /**
  * - staging: staged objects of interrupted puts and of uploads whose record is gone
+ * - pending: claims of monolithic puts killed before they published (a Pending record, with the
+ *   object it had moved to its address, if it got that far)
  * - uploads: resumable uploads past their deadline (with their staged bytes)
  * - blocks: blocks of the chunked layout that no manifest references (or whose delete stalled)
  * - orphans: objects at content or block addresses that no record names
  * - multipart: unfinished multipart uploads of the object store
  */
-export const leftoverKinds: ReadonlyArray<LeftoverKind> = ["staging", "uploads", "blocks", "orphans", "multipart"]
+export const leftoverKinds: ReadonlyArray<LeftoverKind> = ["staging", "pending", "uploads", "blocks", "orphans", "multipart"]
 
 export interface Tally {
   count: number

@@ -10,6 +10,7 @@
  * run began, so that entries left by a killed run are recognised and
  * removed by a later one once older than the grace period.
  */
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import { randomUUID } from "node:crypto"
@@ -21,8 +22,8 @@ import { countRuns } from "./merge.js"
 /** KV namespace of the lifecycle's scratch entries. */
 export const NAMESPACE = "lifecycle/"
 
-/** Entries written per commit. */
-const BATCH = 512
+/** Entries written per commit (larger commits cost less per entry; a few hundred KiB at most). */
+const BATCH = 4096
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -30,8 +31,9 @@ const decoder = new TextDecoder()
 /** One run's spill. */
 export interface Spill {
   readonly prefix: string
-  /** Notes that `blob` references `block` (at `locator`); written once BATCH are pending, or on `flush`. */
-  readonly add: (block: string, blob: string, locator: string) => Effect.Effect<void, MetadataError>
+  /** Notes that `blob` references `block` (at `locator`); written by `flushIfFull` once BATCH are pending, or by `flush`. */
+  readonly push: (block: string, blob: string, locator: string) => void
+  readonly flushIfFull: Effect.Effect<void, MetadataError>
   readonly flush: Effect.Effect<void, MetadataError>
   /** Per block key, in key order: the number of blobs referencing it and the locator a manifest gives. */
   readonly counts: Stream.Stream<
@@ -47,9 +49,9 @@ const PAD = 15
 /** Removes every entry of `prefix` (in batches, as listed). */
 const removeAll = (ctx: Context, prefix: string) =>
   ctx.kv.list(prefix).pipe(
-    Stream.map(([key]) => KV.del(key)),
-    Stream.grouped(BATCH),
-    Stream.runForEach((writes) => ctx.kv.commit([], Array.from(writes)))
+    Stream.mapChunks(Chunk.map(([key]) => KV.del(key))),
+    Stream.rechunk(BATCH),
+    Stream.runForEachChunk((writes) => ctx.kv.commit([], Chunk.toReadonlyArray(writes)))
   )
 
 /** A fresh spill for a run starting at `now`. */
@@ -64,17 +66,16 @@ export const make = (ctx: Context, now: number): Spill => {
   })
   return {
     prefix,
-    add: (block, blob, locator) =>
-      Effect.suspend(() => {
-        pending.push(KV.put(`${prefix}${block}/${blob}`, encoder.encode(locator)))
-        return pending.length >= BATCH ? flush : Effect.void
-      }),
+    push: (block, blob, locator) => {
+      pending.push(KV.put(`${prefix}${block}/${blob}`, encoder.encode(locator)))
+    },
+    flushIfFull: Effect.suspend(() => (pending.length >= BATCH ? flush : Effect.void)),
     flush,
     counts: countRuns(ctx.kv.list(prefix).pipe(
-      Stream.map(([key, value]) => {
+      Stream.mapChunks(Chunk.map(([key, value]) => {
         const rest = key.slice(prefix.length)
         return { key: rest.slice(0, rest.indexOf("/")), value: decoder.decode(value) }
-      })
+      }))
     )),
     clear: removeAll(ctx, prefix)
   }

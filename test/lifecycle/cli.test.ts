@@ -8,6 +8,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { tempDir } from "../blobs/fixtures.js"
 import { run } from "../cli/runCli.js"
+import * as Harness from "../harness/s3.js"
 
 const json = (out: string) => JSON.parse(out.trim().split("\n").at(-1)!)
 
@@ -70,4 +71,17 @@ describe("graviton gc, check, stats", () => {
     expect(check.code).toBe(4)
     expect(check.out).toContain(`PROBLEM missingObject blobs/${key}`)
   })
+
+  const s3 = Harness.available().find((c) => c.name === "env" || c.name === "moto")
+  it.skipIf(s3 === undefined)("on the plain s3 store (no metadata store) each refuses with exit 2 and says why (skipped: no moto or GRAVITON_TEST_S3_ENDPOINT)", async () => {
+    const running = await Harness.server(s3!)
+    const place = await Harness.prepare(running, Harness.freshBucket("lifecycle-cli-s3"))
+    const home = tempDir("lifecycle-cli-s3-")
+    for (const command of ["gc", "check", "stats"]) {
+      const r = await run([command], { home, env: Harness.cliEnv(running, place) })
+      expect(r.code, r.stderr).toBe(2)
+      expect(r.stderr).toContain("no metadata store")
+      expect(r.stderr).toContain("S3 lifecycle rule")
+    }
+  }, 120_000)
 })

@@ -63,7 +63,10 @@ const run = (layer: () => Layer.Layer<Services, unknown>) =>
     for (const [key, bytes] of stored) {
       expect(sameBytes(yield* collect(Stream.unwrap(Effect.map(BlobStore, (s) => s.get(key)))), bytes)).toBe(true)
     }
-    const checked = yield* lc.check({ grace: Duration.seconds(5), readData: true })
+    // A grace period longer than the run: the planted leaked references on blocks the puts took are not
+    // reported yet (that comes below), so anything here is something missing or damaged. (With the gc
+    // loop's 5 s, a put phase slower than 5 s on a loaded machine made them show up here.)
+    const checked = yield* lc.check({ grace: Duration.minutes(10), readData: true })
     expect(checked.problems).toEqual([])
     // What is still leaked (blocks no new blob took) goes once old enough; the blobs stay whole.
     yield* Effect.sleep(Duration.millis(100))

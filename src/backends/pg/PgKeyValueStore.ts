@@ -202,6 +202,21 @@ export const make: Effect.Effect<KeyValueStore["Type"], never, SqlClient> = Effe
           ? Effect.asVoid(upsert(k, write.value))
           : Effect.asVoid(query(DELETE, [k]))
 
+      // A plain batch of one kind (every put, or every delete; no checks) is one statement, in key order as
+      // below: a statement per write made large batches (the lifecycle's spill of references) cost a round
+      // trip each.
+      const plain = expectations.size === 0 && keys.length > 1 ? keys.map((k) => finals.get(k)!) : undefined
+      if (plain !== undefined && plain.every((w) => w._tag === "Put")) {
+        const hex = plain.map((w) => Buffer.from((w as { readonly value: Uint8Array }).value).toString("hex"))
+        return yield* sql`
+          INSERT INTO kv (key, value)
+          SELECT k, decode(v, 'hex') FROM unnest(${keys}::text[], ${hex}::text[]) WITH ORDINALITY AS t(k, v, i) ORDER BY i
+          ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`.pipe(Effect.as(true), q("commit"), retry("commit", repeatable))
+      }
+      if (plain !== undefined && plain.every((w) => w._tag === "Delete")) {
+        return yield* sql`DELETE FROM kv WHERE key = ANY(${keys}::text[])`.pipe(Effect.as(true), q("commit"), retry("commit", repeatable))
+      }
+
       const body = Effect.forEach(keys, (k) =>
         Effect.gen(function*() {
           const expected = expectations.get(k)

@@ -11,7 +11,10 @@
  */
 import { SqlClient } from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as BinaryKey from "../../core/BinaryKey.js"
@@ -139,7 +142,21 @@ export const make: Effect.Effect<ReplicaIndex["Type"], never, SqlClient> = Effec
       return yield* locked("remove", k, sql`DELETE FROM replicas WHERE blob_key = ${k} AND locator = ${l}`)
     }).pipe(instrument.observe("remove"))
 
-  return TracingPorts.replicaIndex(BACKEND, ReplicaIndex.of({ replicas, update, add, remove }))
+  // Keyset pages of whole sets, in the key's byte order (COLLATE "C"), over the primary key's index.
+  const LIST_KEYS = 2000
+  const list = Stream.paginateChunkEffect("", (after: string) =>
+    sql<{ readonly blob_key: string; readonly locators: ReadonlyArray<string> }>`
+      SELECT blob_key, array_agg(locator ORDER BY locator) AS locators FROM replicas
+      WHERE blob_key > ${after} GROUP BY blob_key ORDER BY blob_key LIMIT ${LIST_KEYS}`.pipe(
+      q("list"),
+      retry("list"),
+      Effect.map((rows) => [
+        Chunk.unsafeFromArray(rows.map((r) => [r.blob_key, r.locators] as const)),
+        rows.length === LIST_KEYS ? Option.some(rows[rows.length - 1]!.blob_key) : Option.none<string>()
+      ] as const)
+    )).pipe(instrument.observeStream("list"))
+
+  return TracingPorts.replicaIndex(BACKEND, ReplicaIndex.of({ replicas, update, add, remove, list }))
 })
 
 /** The ReplicaIndex port on PostgreSQL. */

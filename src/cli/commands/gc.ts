@@ -69,8 +69,10 @@ export const lifecycleOf = (store: string) =>
     if (Option.isNone(objects) || Option.isNone(kv) || Option.isNone(replicas)) {
       return yield* fail(
         ExitCode.Usage,
-        `the ${store} store keeps no content-addressed records; gc, check and stats work on the ` +
-          `${Stores.names().filter((n) => n !== "s3").join(", ")} stores`
+        `the ${store} store keeps each blob as a native object with no metadata store, so there are no records ` +
+          "to check the objects against, no blocks to collect and no counters to read; gc, check and stats work on the " +
+          `${Stores.names().filter((n) => n !== "s3").join(", ")} stores (for its unfinished multipart uploads, ` +
+          "set an S3 lifecycle rule: docs/operations.md)"
       )
     }
     return yield* Lifecycle.make().pipe(
