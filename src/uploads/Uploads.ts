@@ -586,6 +586,9 @@ export const make = (
             if (key.digest !== prior.sha256) {
               return yield* new SourceChanged({ id, detail: `the bytes re-sent for [${cell}, ${prior.end}) differ from those that landed` })
             }
+            // A digest is recorded only once its segment landed, but a writer killed before merging the range
+            // leaves a segment the RangeTracker calls missing (the file staging proves nothing by itself).
+            landed = yield* Effect.mapError(ranges.merge(id, new RangeSet.Span({ start: cell, end: prior.end })), fromMetadataError("write"))
             position = prior.end
             continue
           }
