@@ -5,10 +5,14 @@
  * staging cannot prove what landed (only the RangeTracker says it).
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
+import { createHash } from "node:crypto"
 import * as Layer from "effect/Layer"
 import * as RangeSet from "../../src/core/RangeSet.js"
 import { BlobStore } from "../../src/ports/BlobStore.js"
+import { KeyValueStore } from "../../src/ports/KeyValueStore.js"
 import { RangeTracker } from "../../src/ports/RangeTracker.js"
 import * as EmbeddedStore from "../../src/stores/EmbeddedStore.js"
 import * as Uploads from "../../src/uploads/Uploads.js"
@@ -53,6 +57,36 @@ describe("Uploads[embedded]: a writer killed between a segment's digest and its 
       const again = yield* fresh.write(id, segmentSize, chunked(bytes.subarray(segmentSize), { seed: 2 }))
       expect(again.status.missing).toEqual([])
       const result = yield* fresh.complete(id)
+      const back = yield* collect((yield* BlobStore).get(result.key))
+      expect(sameBytes(back, bytes)).toBe(true)
+    }).pipe(Effect.provide(embedded())), 60_000)
+
+  // The file staging records an XXH3-128 digest per segment (taken as the bytes go by); records an
+  // older version wrote are sha256: both decide whether re-sent bytes are those that landed.
+  it.effect("re-sent segments are checked against XXH3-128 records and against older sha256 records", () =>
+    Effect.gen(function*() {
+      const uploads = yield* Uploads.Uploads
+      const kv = yield* KeyValueStore
+      const bytes = randomBytes(2 * segmentSize, 11)
+      const other = randomBytes(segmentSize, 12)
+      const id = yield* uploads.begin({ size: bytes.length })
+      yield* uploads.write(id, 0, chunked(bytes, { seed: 3 }))
+      const records = Chunk.toReadonlyArray(yield* Stream.runCollect(kv.list(`uploads/${id}/segments/`)))
+      expect(records.map(([, v]) => new TextDecoder().decode(v))).toEqual([
+        expect.stringMatching(new RegExp(`^${segmentSize}:xxh128:[0-9a-f]{32}$`)),
+        expect.stringMatching(new RegExp(`^${2 * segmentSize}:xxh128:[0-9a-f]{32}$`))
+      ])
+      // The second segment's record as an older version wrote it.
+      const sha256 = createHash("sha256").update(bytes.subarray(segmentSize)).digest("hex")
+      yield* kv.put(records[1]![0], new TextEncoder().encode(`${2 * segmentSize}:${sha256}`))
+
+      for (const start of [0, segmentSize]) {
+        const same = yield* uploads.write(id, start, chunked(bytes.subarray(start, start + segmentSize), { seed: 4 }))
+        expect(same.written).toBe(0)
+        const refused = yield* Effect.flip(uploads.write(id, start, chunked(other, { seed: 5 })))
+        expect(refused._tag).toBe("SourceChanged")
+      }
+      const result = yield* uploads.complete(id)
       const back = yield* collect((yield* BlobStore).get(result.key))
       expect(sameBytes(back, bytes)).toBe(true)
     }).pipe(Effect.provide(embedded())), 60_000)
