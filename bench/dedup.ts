@@ -151,11 +151,13 @@ const mb = (n: number) => Math.round(n / 1e4) / 100
 
 // ---------------------------------------------------------------- the chunker in the build
 
+/** The build's default chunker: its bounds, and its id where the module names one (`CURRENT`, as once FastCDC 2020 lands). */
 const describeChunker = (): string => {
   const exported = Chunker as unknown as Record<string, unknown>
-  const id = Object.keys(exported).find((k) => /^(chunker_?)?(id|version)$/i.test(k))
+  const name = ["CURRENT", "CHUNKER_ID", "ID"].find((k) => typeof exported[k] === "string")
   const d = Chunker.defaults
-  return `chunker min ${d.min} / avg ${d.avg} / max ${d.max}` + (id === undefined ? " (no chunker id exported: main's FastCDC-2016-like one)" : `, ${id} ${JSON.stringify(exported[id])}`)
+  return `chunker ${name === undefined ? "main's FastCDC-2016-like gear chunker (no id exported)" : String(exported[name])}, ` +
+    `min ${d.min} / avg ${d.avg} / max ${d.max}`
 }
 
 // ---------------------------------------------------------------- part (a): throughput
