@@ -16,7 +16,9 @@
  *                                     of new files added), both tarred the same way (sorted, times
  *                                     and owners fixed), each stored as the same path, one after
  *                                     the other, in one graviton home and one restic repository
- *                                     (compression off).
+ *                                     (compression off). restic draws its chunker's polynomial
+ *                                     per repository, so its bytes vary: 3 fresh repositories
+ *                                     (BENCH_DEDUP_RESTIC_REPOS), the median one compared.
  *
  * What "stored" counts (bytes are deterministic: this part runs at full size even under BENCH_QUICK):
  * - ours: the sum of the file sizes under `<home>/blobs/blocks/` (one object per distinct block,
@@ -54,6 +56,8 @@ const root = path.join(path.dirname(fileURLToPath(import.meta.url)), "..")
 const size = Bench.size(1024 * MiB, 64 * MiB)
 const runs = Bench.size(5, 3)
 const label = `${size / MiB}MiB`
+/** Fresh restic repositories for the stored-bytes comparison (its chunker differs per repository). */
+const resticRepos = Math.max(1, Number(process.env.BENCH_DEDUP_RESTIC_REPOS ?? 3))
 const parts = (process.env.BENCH_DEDUP_PARTS ?? "throughput,stored,why").split(",")
 const bin = Bench.cliBin()
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "graviton-bench-dedup-"))
@@ -350,15 +354,27 @@ const stored = async ([v1, v2]: readonly [string, string]) => {
     console.log("  restic unavailable (scripts/install-restic.sh could not build it): no comparison")
     return
   }
-  const repo = await resticInit()
-  const theirVersions: Array<Stored> = []
-  for (const version of [v1, v2]) {
-    fs.copyFileSync(version, file)
-    await resticBackup(repo, file, "off")
-    theirVersions.push(resticStored(repo))
+  // restic draws its chunker's polynomial at random for each repository, so its boundaries, and its
+  // stored bytes, differ from one repository to the next: several fresh ones, the median compared.
+  const repoRuns: Array<{ readonly versions: ReadonlyArray<Stored>; readonly raw: Awaited<ReturnType<typeof resticRaw>> }> = []
+  for (let i = 0; i < resticRepos; i++) {
+    const repo = await resticInit()
+    const versions: Array<Stored> = []
+    for (const version of [v1, v2]) {
+      fs.copyFileSync(version, file)
+      await resticBackup(repo, file, "off")
+      versions.push(resticStored(repo))
+    }
+    repoRuns.push({ versions, raw: await resticRaw(repo) })
+    fs.rmSync(repo, { recursive: true, force: true })
   }
-  report("restic (packs under data/, compression off)", theirVersions)
-  const raw = await resticRaw(repo)
+  repoRuns.sort((a, b) => a.versions[1]!.data.bytes - b.versions[1]!.data.bytes)
+  console.log(
+    `  restic data/ after both, ${resticRepos} fresh repositories (each its own chunker polynomial): ` +
+      repoRuns.map((r) => `${mb(r.versions[1]!.data.bytes)} MB (ours ${(ours.data.bytes / r.versions[1]!.data.bytes).toFixed(3)}x)`).join(", ")
+  )
+  const { raw, versions: theirVersions } = repoRuns[Math.floor(repoRuns.length / 2)]!
+  report("restic, the median repository (packs under data/, compression off)", theirVersions)
   const plain = raw.total_uncompressed_size ?? raw.total_size
   const theirs = theirVersions[1]!
   const line = (name: string, unit: string, o: number, b: number, baselineName: string) =>
