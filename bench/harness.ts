@@ -81,6 +81,17 @@ export const compare = async (c: Comparison): Promise<Result> => {
       ours.push(await c.ours())
     }
   }
+  return summarize(c, ours, base)
+}
+
+/** The description of a comparison that `summarize` reports. */
+export type Described = Pick<Comparison, "name" | "unit" | "baselineName" | "higherIsBetter">
+
+/**
+ * Reports runs measured elsewhere (a three-way alternation, say): medians, ratio, spread, and every
+ * run's ratio (run i of ours against run i of the baseline, measured next to each other).
+ */
+export const summarize = (c: Described, ours: ReadonlyArray<number>, base: ReadonlyArray<number>): Result => {
   const o = median(ours)
   const b = median(base)
   const result: Result = {
@@ -101,11 +112,12 @@ export const compare = async (c: Comparison): Promise<Result> => {
     ratio: Math.round(result.ratio * 1000) / 1000,
     higherIsBetter: c.higherIsBetter
   })
+  const each = ours.map((x, i) => (base[i] ? (x / base[i]!).toFixed(2) : "-")).join(" ")
   console.log(
     `  ${c.name}: ours ${round(o)} ${c.unit} [${round(result.oursSpread[0])}-${round(result.oursSpread[1])}]` +
       ` vs ${c.baselineName} ${round(b)} ${c.unit} [${round(result.baselineSpread[0])}-${
         round(result.baselineSpread[1])
-      }] -> ratio ${result.ratio.toFixed(3)} (${runs} runs each)`
+      }] -> ratio ${result.ratio.toFixed(3)} (${ours.length} runs each; per run ${each})`
   )
   return result
 }

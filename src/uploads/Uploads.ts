@@ -42,9 +42,10 @@
  * any text the caller derives from it; the CLI uses a file's size,
  * modification and change times, device and inode), and `resume(id, {
  * source })` refuses another one with SourceChanged before a byte is sent.
- * Whatever the caller says, each landed segment's sha256 is recorded
- * (`uploads/<id>/segments/<start>`, hashed in the thread pool once the
- * segment has landed), and a write that re-sends a landed segment is
+ * Whatever the caller says, each landed segment's digest is recorded
+ * (`uploads/<id>/segments/<start>`, hashed as its bytes go by: XXH3-128, or
+ * sha256 where that is the segment's key anyway; see SegmentDigest), and a
+ * write that re-sends a landed segment is
  * compared with it before anything is staged: the same bytes are skipped
  * (re-sending stays harmless), other bytes fail with SourceChanged, and a
  * write covering only part of a landed segment is refused (InvalidInput), as
@@ -72,7 +73,8 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import { randomUUID } from "node:crypto"
+import { createXXHash128 } from "hash-wasm"
+import { createHash, randomUUID } from "node:crypto"
 import * as BinaryKey from "../core/BinaryKey.js"
 import type * as BlobLocator from "../core/BlobLocator.js"
 import { BlobError, type MetadataError, toPortError } from "../core/Errors.js"
@@ -267,16 +269,36 @@ const ID = /^[0-9a-f]{32}$/
 const segmentsPrefix = (id: string) => `${NAMESPACE}${id}/segments/`
 const segmentKey = (id: string, start: number) => segmentsPrefix(id) + start.toString(16).padStart(16, "0")
 
-/** A landed segment's record: its end and sha256 (`<end>:<hex>`). */
+/**
+ * A landed segment's record: its end and digest. `<end>:xxh128:<32 hex>` (XXH3-128) for segments
+ * written since this digest was taken as the bytes go by; `<end>:<64 hex>` (sha256) when the segment's
+ * sha256 is computed anyway (its key, for a staging that adopts segments as blocks) and from older
+ * versions. The digest only decides whether re-sent bytes are those that landed: a collision could
+ * at worst skip a re-send and keep the landed bytes, never mix two sources (`complete` still checks
+ * the whole content's key), so a fast non-cryptographic hash is enough where no sha256 is at hand.
+ */
 interface SegmentDigest {
   readonly end: number
-  readonly sha256: string
+  readonly algorithm: "sha256" | "xxh128"
+  readonly hex: string
 }
-const encodeDigest = (d: SegmentDigest): Uint8Array => encoder.encode(`${d.end}:${d.sha256}`)
+const encodeDigest = (d: SegmentDigest): Uint8Array =>
+  encoder.encode(d.algorithm === "sha256" ? `${d.end}:${d.hex}` : `${d.end}:${d.algorithm}:${d.hex}`)
 const decodeDigest = (bytes: Uint8Array): SegmentDigest | undefined => {
-  const m = /^(\d+):([0-9a-f]{64})$/.exec(Either.getOrElse(Either.try(() => decoder.decode(bytes)), () => ""))
-  return m === null ? undefined : { end: Number(m[1]), sha256: m[2]! }
+  const m = /^(\d+):(?:([0-9a-f]{64})|xxh128:([0-9a-f]{32}))$/.exec(Either.getOrElse(Either.try(() => decoder.decode(bytes)), () => ""))
+  if (m === null) return undefined
+  return m[2] !== undefined ? { end: Number(m[1]), algorithm: "sha256", hex: m[2] } : { end: Number(m[1]), algorithm: "xxh128", hex: m[3]! }
 }
+
+/** The digest of bytes in memory, with the algorithm of a recorded one. */
+const digestOf = (algorithm: SegmentDigest["algorithm"], chunks: ReadonlyArray<Uint8Array>): Effect.Effect<string> =>
+  algorithm === "sha256"
+    ? Effect.map(Hashing.hashChunks("sha256", chunks), (key) => key.digest)
+    : Effect.map(Effect.promise(() => createXXHash128()), (h) => {
+      h.init()
+      for (const c of chunks) h.update(c)
+      return h.digest("hex")
+    })
 
 const fail = (reason: BlobError["reason"], method: string, description: string) =>
   new BlobError({ reason, backend: BACKEND, method, description })
@@ -406,15 +428,9 @@ export const make = (
         (raw) => Option.isSome(raw) ? decodeDigest(raw.value) : undefined
       )
 
-    /** Hashes a landed segment's bytes (given back after) and records the digest. */
-    const recordDigest = (id: string, span: RangeSet.Span, bytes: ReadonlyArray<Uint8Array>) =>
-      Hashing.hashChunks("sha256", bytes).pipe(
-        Effect.ensuring(Effect.sync(() => {
-          for (const c of bytes) Lending.giveBack(c)
-        })),
-        Effect.flatMap((key) => kv.put(segmentKey(id, span.start), encodeDigest({ end: span.end, sha256: key.digest }))),
-        Effect.mapError(fromMetadataError("write"))
-      )
+    /** Records the digest of a landed segment. */
+    const recordDigest = (id: string, span: RangeSet.Span, algorithm: SegmentDigest["algorithm"], hex: string) =>
+      Effect.mapError(kv.put(segmentKey(id, span.start), encodeDigest({ end: span.end, algorithm, hex })), fromMetadataError("write"))
 
     /** Removes the digests of an upload's segments. */
     const clearDigests = (method: string, id: string) =>
@@ -552,6 +568,8 @@ export const make = (
           })
           return Stream.repeatEffectOption(next)
         }
+        // One per write: its segments are written one after the other.
+        const xxh128 = yield* Effect.promise(() => createXXHash128())
         let position = offset
         let written = 0
         const digests: Array<Fiber.RuntimeFiber<void, BlobError>> = []
@@ -580,35 +598,47 @@ export const make = (
             if (got !== prior.end - cell) {
               return yield* fail("InvalidInput", "write", `the bytes at ${position} re-send part of the landed segment [${cell}, ${prior.end}); re-send whole segments`)
             }
-            const key = yield* Hashing.hashChunks("sha256", Chunk.toReadonlyArray(again)).pipe(
+            const digest = yield* digestOf(prior.algorithm, Chunk.toReadonlyArray(again)).pipe(
               Effect.ensuring(Effect.sync(() => Chunk.forEach(again, Lending.giveBack)))
             )
-            if (key.digest !== prior.sha256) {
+            if (digest !== prior.hex) {
               return yield* new SourceChanged({ id, detail: `the bytes re-sent for [${cell}, ${prior.end}) differ from those that landed` })
             }
+            // A digest is recorded only once its segment landed, but a writer killed before merging the range
+            // leaves a segment the RangeTracker calls missing (the file staging proves nothing by itself).
+            landed = yield* Effect.mapError(ranges.merge(id, new RangeSet.Span({ start: cell, end: prior.end })), fromMetadataError("write"))
             position = prior.end
             continue
           }
           const algorithm = hashes.writing(id, announced)
           // At the hashed frontier (and without per-segment keys), the whole-content hash takes the bytes as
           // they go by. Otherwise they are kept for it (and for the segment's own key, computed once it has
-          // landed: sha256 in the thread pool, beside the main thread's work).
+          // landed).
           const feed = algorithm === undefined || s.segmentKeys ? undefined : hashes.stream(id, announced)
           let fed = 0
           // For UploadHashes when it asked for them (it gives them back once hashed).
           const forHashes = algorithm !== undefined && feed === undefined
           const kept: Array<Uint8Array> = []
-          let keptBytes = 0
+          // The segment's digest, recorded once it lands (see the module comment), taken as the bytes go by: no
+          // copy, no buffer held. sha256 in the thread pool afterwards copied each segment twice, held its read
+          // buffers until a pool thread was free and queued the reads and writes behind it (uploads ran at a
+          // third of a put on a loaded 2-core machine, bench:uploads); sha256 here would double the main
+          // thread's hashing. XXH3-128 costs a third of sha256, unless the segment's sha256 is its key anyway.
+          const sha256Key = s.segmentKeys && algorithm === "sha256"
+          const digestAlgorithm: SegmentDigest["algorithm"] = sha256Key ? "sha256" : "xxh128"
+          const digest: { update(c: Uint8Array): unknown; digest(encoding: "hex"): string } = sha256Key
+            ? createHash("sha256")
+            : xxh128.init()
           const segment = Stream.mapChunks(segmentBytes(limit), (chunks) => {
             for (const c of chunks) {
               if (feed !== undefined) feed(c)
+              digest.update(c)
               fed += c.length
-              // Kept past the write, which gives a lent chunk back, for the segment's digest (and UploadHashes):
-              // each holder gives it back once hashed (see Lending).
-              Lending.retain(c)
-              if (forHashes) Lending.retain(c)
-              kept.push(c)
-              keptBytes += c.length
+              if (forHashes) {
+                // Kept past the write, which gives a lent chunk back: UploadHashes gives it back once hashed (see Lending).
+                Lending.retain(c)
+                kept.push(c)
+              }
             }
             return chunks
           })
@@ -625,22 +655,19 @@ export const make = (
             ),
             Effect.catchAll((e): Effect.Effect<never, BlobError | E> => Option.isSome(failure) ? Effect.fail(failure.value) : Effect.fail(e))
           )
-          if (Option.isNone(span) || keptBytes !== span.value.length) {
-            for (const c of kept) Lending.giveBack(c)
+          if (Option.isNone(span) || fed !== span.value.length) {
             if (forHashes) for (const c of kept) Lending.giveBack(c)
             if (Option.isNone(span)) break
           } else {
-            // In the thread pool, beside the next segment's write; recorded before this write returns.
             const at = span.value
-            digests.push(yield* Effect.fork(recordDigest(id, at, kept)))
-          }
-          if (forHashes && keptBytes === span.value.length) {
-            const at = span.value
-            if (s.segmentKeys) {
-              // In the background: the next segment streams while this one is digested.
-              digests.push(yield* Effect.fork(Effect.map(Hashing.hashChunks(algorithm, kept), (key) => hashes.landed(id, at, key, kept))))
-            } else {
-              hashes.landed(id, at, undefined, kept)
+            const hex = digest.digest("hex")
+            // Beside the range's merge; recorded before this write returns.
+            digests.push(yield* Effect.fork(recordDigest(id, at, digestAlgorithm, hex)))
+            if (forHashes) {
+              if (!s.segmentKeys) hashes.landed(id, at, undefined, kept)
+              else if (sha256Key) hashes.landed(id, at, new BinaryKey.BinaryKey({ algorithm: "sha256", digest: hex, size: at.length }), kept)
+              // In the background: the next segment streams while this one is hashed.
+              else digests.push(yield* Effect.fork(Effect.map(Hashing.hashChunks(algorithm, kept), (key) => hashes.landed(id, at, key, kept))))
             }
           }
           landed = yield* Effect.mapError(ranges.merge(id, span.value), fromMetadataError("write"))
