@@ -24,6 +24,7 @@ import * as Schedule from "effect/Schedule"
 import * as Http from "node:http"
 import * as Blobs from "./blobs.js"
 import * as GatewayContext from "./context.js"
+import * as Cors from "./cors.js"
 import * as GatewayConfig from "./GatewayConfig.js"
 import * as Operations from "./operations.js"
 import * as Page from "./page.js"
@@ -83,13 +84,20 @@ const build = (options: GatewayConfig.Options) =>
 /** The gateway's routes (see the module comment), to mount in an application's router; build once per server. */
 export const makeRouter = (options: GatewayConfig.Options = {}) => Effect.map(build(options), ({ router }) => router)
 
-/** The gateway as an HttpApp, with the request metrics. */
+/**
+ * CORS for `origins` (see cors.ts), as middleware for an app that mounts
+ * `makeRouter` in its own router (`makeApp` and the layers apply it from
+ * the options' `corsOrigins`).
+ */
+export const cors = Cors.middleware
+
+/** The gateway as an HttpApp, with the request metrics and CORS. */
 export const makeApp = (options: GatewayConfig.Options = {}) =>
   Effect.flatMap(build(options), ({ ctx, router }) =>
     Effect.map(HttpRouter.toHttpApp(router), (app) =>
-      Operations.observe(ctx)(
+      Operations.observe(ctx)(Cors.middleware(ctx.settings.corsOrigins)(
         Effect.catchTag(app, "RouteNotFound", () => Effect.succeed(toResponse(new HttpFailure({ status: 404, message: "no such route" }))))
-      )))
+      ))))
 
 /** Expired uploads are removed this often. */
 const SWEEP_EVERY = Duration.minutes(10)

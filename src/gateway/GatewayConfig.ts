@@ -42,6 +42,12 @@ export interface Options {
    * stays locked after its writer crashed (default 30 seconds).
    */
   readonly uploadLease?: Duration.DurationInput | undefined
+  /**
+   * Origins whose pages may call the gateway from a browser (CORS; see
+   * cors.ts): exact `scheme://host[:port]` values, or `*` for any. Default
+   * none: same-origin only.
+   */
+  readonly corsOrigins?: ReadonlyArray<string> | undefined
 }
 
 /** Options with every default applied. */
@@ -54,6 +60,7 @@ export interface Settings {
   readonly uploadTtl: Duration.Duration
   readonly maxPage: number
   readonly uploadLease: Duration.Duration
+  readonly corsOrigins: ReadonlyArray<string>
 }
 
 /** Default largest body: 5 GiB. */
@@ -68,7 +75,8 @@ export const settings = (options: Options = {}): Settings => ({
   requestTimeout: Duration.decode(options.requestTimeout ?? Duration.hours(1)),
   uploadTtl: Duration.decode(options.uploadTtl ?? Duration.hours(24)),
   maxPage: options.maxPage ?? 1000,
-  uploadLease: Duration.decode(options.uploadLease ?? Duration.seconds(30))
+  uploadLease: Duration.decode(options.uploadLease ?? Duration.seconds(30)),
+  corsOrigins: options.corsOrigins ?? []
 })
 
 /**
@@ -94,6 +102,26 @@ export const parseTokens = (text: string): Either.Either<ReadonlyArray<Token>, s
   return Either.right(tokens)
 }
 
+/** True for `*` and for a serialized origin (`https://app.example.com`, `http://127.0.0.1:8080`). */
+export const isOrigin = (text: string): boolean => {
+  if (text === "*") return true
+  try {
+    const url = new URL(text)
+    return (url.protocol === "http:" || url.protocol === "https:") && url.origin === text
+  } catch {
+    return false
+  }
+}
+
+/** Parses a list of origins separated by `,` or whitespace (`*` for any). */
+export const parseOrigins = (text: string): Either.Either<ReadonlyArray<string>, string> => {
+  const origins = text.split(/[\s,]+/).filter((o) => o.length > 0)
+  const bad = origins.find((o) => !isOrigin(o))
+  return bad === undefined
+    ? Either.right(origins)
+    : Either.left(`${JSON.stringify(bad)} is not an origin (scheme://host[:port], no path) or *`)
+}
+
 /** The gateway's options from the environment. */
 export const config: Config.Config<Options> = Config.all({
   tokens: Config.redacted("GRAVITON_GATEWAY_TOKENS").pipe(
@@ -112,5 +140,12 @@ export const config: Config.Config<Options> = Config.all({
   requestTimeout: Config.duration("GRAVITON_GATEWAY_REQUEST_TIMEOUT").pipe(Config.withDefault(Duration.hours(1))),
   uploadTtl: Config.duration("GRAVITON_GATEWAY_UPLOAD_TTL").pipe(Config.withDefault(Duration.hours(24))),
   maxPage: Config.integer("GRAVITON_GATEWAY_MAX_PAGE").pipe(Config.withDefault(1000)),
-  uploadLease: Config.duration("GRAVITON_GATEWAY_UPLOAD_LEASE").pipe(Config.withDefault(Duration.seconds(30)))
+  uploadLease: Config.duration("GRAVITON_GATEWAY_UPLOAD_LEASE").pipe(Config.withDefault(Duration.seconds(30))),
+  corsOrigins: Config.string("GRAVITON_GATEWAY_CORS_ORIGINS").pipe(
+    Config.withDescription("Origins allowed to call the gateway from a browser, separated by ',' (* for any)"),
+    Config.mapOrFail((text) =>
+      Either.mapLeft(parseOrigins(text), (why) => ConfigError.InvalidData(["GRAVITON_GATEWAY_CORS_ORIGINS"], why))
+    ),
+    Config.withDefault([] as ReadonlyArray<string>)
+  )
 })

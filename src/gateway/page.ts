@@ -21,7 +21,7 @@ const html = `<!doctype html>
   #drop.over { border-color: #36c; background: #eef4ff }
   progress { width: 100%; height: 1rem }
   code { word-break: break-all }
-  table { width: 100%; border-collapse: collapse } td { padding: .2rem .4rem; border-bottom: 1px solid #eee }
+  table { width: 100%; border-collapse: collapse } td { padding: .2rem .4rem; border-bottom: 1px solid #eee; word-break: break-all }
   td.size { text-align: right; white-space: nowrap }
 </style>
 </head>
