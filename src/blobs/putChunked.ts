@@ -122,7 +122,7 @@ const publish = (put: ChunkedPut, key: BinaryKey.BinaryKey, contentType: string 
     if (last !== undefined) yield* storeBlock(put, last)
     const manifest = yield* Effect.forEach(put.entries, (e) =>
       Effect.map(Deferred.await(e.slot), (locator): BlobMeta.BlockRef => ({ key: e.key, offset: e.offset, locator })))
-    const stored = yield* publishChunked(put.cas, put.settings, key, manifest, contentType, () => {
+    const stored = yield* publishChunked(put.cas, put.settings, key, manifest, put.chunker.id, contentType, () => {
       put.owned = true
     }, put.repaired)
     return { ...stored, bytesWritten: put.newBytes, blocks: manifest.length } satisfies Published
@@ -139,18 +139,18 @@ const stop = (put: ChunkedPut) =>
     Effect.suspend(() => releaseUnowned(put.cas, "put", "put", put.held, put.owned))
   )
 
-/** Opens a chunked put with block sizes `sizes`; its scope's end stops the writers and releases unowned references. */
-export const stage = (cas: Cas, s: Settings, plan: CheckedPlan, sizes: Chunker.ChunkerOptions) =>
+/** Opens a chunked put with the chunker and block sizes of `layout`; its scope's end stops the writers and releases unowned references. */
+export const stage = (cas: Cas, s: Settings, plan: CheckedPlan, layout: Chunker.ChunkerOptions & { readonly chunker?: Chunker.ChunkerId | undefined }) =>
   Effect.gen(function*() {
-    const blockPool = new Lending.Pool(sizes.max, { keep: PARALLEL_BLOCKS + 2 })
+    const blockPool = new Lending.Pool(layout.max, { keep: PARALLEL_BLOCKS + 2 })
     const put: ChunkedPut = {
       cas,
       settings: s,
       algorithm: plan.algorithm,
-      chunker: new Chunker.Chunker(sizes, {
+      chunker: Chunker.unsafeMake(layout, {
         take: () => blockPool.take(),
         finish: (buffer, size) => blockPool.lend(buffer as Buffer, size)
-      }),
+      }, { chunker: layout.chunker }),
       permits: yield* Effect.makeSemaphore(PARALLEL_BLOCKS),
       running: new Set(),
       slots: new Map(),
