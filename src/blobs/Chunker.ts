@@ -25,8 +25,8 @@
  *   block), and a match at an even `p` (the first byte of a pair) counts
  *   only if byte `p + 1` exists.
  * - Only bits 0..47 of the hash are ever tested (the widest mask's top bit
- *   is 47) and bit k depends on bits 0..k only, so the hash is kept as two
- *   24-bit halves in small integers: no BigInt, no float, per byte.
+ *   is 47) and bit k depends on bits 0..k only, so no BigInt is needed
+ *   (see FastCdc2020 for how the scan stays in int32 arithmetic).
  * - Masks with log2(avg) + level bits (spread over bits 12..47, from the C
  *   reference) before offset `avg`, log2(avg) - level bits after it
  *   (normalized chunking, level 1 as fastcdc-rs's default): sizes cluster
@@ -229,54 +229,67 @@ const LOW24 = 0xffffff
 const GEAR64: ReadonlyArray<bigint> = Array.from({ length: 256 }, (_, i) =>
   createHash("md5").update(Buffer.alloc(64, i)).digest().readBigUInt64BE(0))
 
-/** The gear table as low and high 24-bit halves (bits 0..23 and 24..47), XORed with `seed`. */
-const gearHalves = (seed: bigint): { readonly lo: Int32Array; readonly hi: Int32Array } => {
+/**
+ * The gear table XORed with `seed`, three ways: the low 32 bits (the fast
+ * scan), and bits 0..23 and 24..47 (the exact check of a candidate).
+ */
+interface Gear {
+  readonly low32: Int32Array
+  readonly lo: Int32Array
+  readonly hi: Int32Array
+}
+
+const makeGear = (seed: bigint): Gear => {
+  const low32 = new Int32Array(256)
   const lo = new Int32Array(256)
   const hi = new Int32Array(256)
   for (let i = 0; i < 256; i++) {
     const g = GEAR64[i]! ^ seed
+    low32[i] = Number(BigInt.asIntN(32, g))
     lo[i] = Number(g & 0xffffffn)
     hi[i] = Number((g >> 24n) & 0xffffffn)
   }
-  return { lo, hi }
+  return { low32, lo, hi }
 }
 
-const GEAR_UNSEEDED = gearHalves(0n)
+const GEAR_UNSEEDED = makeGear(0n)
 
 /** fastcdc-rs's `logarithm2`: rounded, so the mask is the one nearest `avg`. */
 const log2Rounded = (value: number): number => Math.round(Math.log2(value))
 
-/** FastCDC 2020 as fastcdc-rs's v2020 cuts (see the module comment). */
+/** The hash bits a mask tests: its low 32 bits, and its bits 24..47. */
+const maskParts = (mask: bigint) => ({ low32: Number(BigInt.asIntN(32, mask)), hi: Number(mask >> 24n) })
+
+/**
+ * FastCDC 2020 as fastcdc-rs's v2020 cuts (see the module comment).
+ *
+ * Speed: the scan keeps only the low 32 bits of the hash, exact in int32
+ * arithmetic (one shift, one add, one table read per byte, as gear32).
+ * Every mask has at least 5 of its bits there (10 at the default sizes), so
+ * only a candidate (1 byte in 32 to 1024) is checked on bits 24..47, by
+ * rehashing the last 48 bytes (a byte moves out of bit 47 after 48 shifts).
+ */
 export class FastCdc2020 extends Chunker {
   readonly id = "fastcdc2020" as const
-  private readonly gearLo: Int32Array
-  private readonly gearHi: Int32Array
-  private readonly smallLo: number
-  private readonly smallHi: number
-  private readonly largeLo: number
-  private readonly largeHi: number
+  private readonly gear: Gear
+  private readonly small: { readonly low32: number; readonly hi: number }
+  private readonly large: { readonly low32: number; readonly hi: number }
   /** First offset hashed: `min` rounded down to even (fastcdc-rs starts at pair `min / 2`). */
   private readonly first: number
   /** Offsets below this use the small-block (stricter) mask: `avg` rounded down to even. */
   private readonly normalEnd: number
   /** Offsets hashed stop here: `max` rounded down to even. */
   private readonly scanEnd: number
-  private lo = 0
-  private hi = 0
+  /** Low 32 bits of the hash. */
+  private hash = 0
 
   constructor(options: ChunkerOptions, buffers?: BlockBuffers, tuning: Tuning = {}) {
     super(options, buffers)
     const level = tuning.normalization ?? 1
     const bits = log2Rounded(options.avg)
-    const small = MASKS[bits + level]!
-    const large = MASKS[bits - level]!
-    this.smallLo = Number(small & 0xffffffn)
-    this.smallHi = Number(small >> 24n)
-    this.largeLo = Number(large & 0xffffffn)
-    this.largeHi = Number(large >> 24n)
-    const gear = tuning.seed === undefined || tuning.seed === 0n ? GEAR_UNSEEDED : gearHalves(BigInt.asUintN(64, tuning.seed))
-    this.gearLo = gear.lo
-    this.gearHi = gear.hi
+    this.small = maskParts(MASKS[bits + level]!)
+    this.large = maskParts(MASKS[bits - level]!)
+    this.gear = tuning.seed === undefined || tuning.seed === 0n ? GEAR_UNSEEDED : makeGear(BigInt.asUintN(64, tuning.seed))
     this.first = options.min - (options.min & 1)
     this.normalEnd = options.avg - (options.avg & 1)
     this.scanEnd = options.max - (options.max & 1)
@@ -287,37 +300,56 @@ export class FastCdc2020 extends Chunker {
     // The byte at input index i sits at offset base + i of the block.
     const base = this.length - from
     let i = Math.max(from, this.first - base)
-    const gearLo = this.gearLo
-    const gearHi = this.gearHi
-    let lo = this.lo
-    let hi = this.hi
-    // Two halves of the 48 low bits of the hash: the carry out of `lo` goes into `hi`.
+    const gear = this.gear.low32
+    let hash = this.hash
+    // The inner loops only find candidates; checking one is out of line, so they stay tight.
     const end1 = Math.min(n, this.normalEnd - base)
-    const sLo = this.smallLo
-    const sHi = this.smallHi
-    for (; i < end1; i++) {
-      const x = input[i]!
-      lo = (lo << 1) + gearLo[x]!
-      hi = ((hi << 1) + gearHi[x]! + (lo >>> 24)) & LOW24
-      lo &= LOW24
-      if ((lo & sLo) === 0 && (hi & sHi) === 0) return this.found(input, i, base)
+    const small = this.small.low32
+    while (i < end1) {
+      for (; i < end1; i++) {
+        hash = ((hash << 1) + gear[input[i]!]!) | 0
+        if ((hash & small) === 0) break
+      }
+      if (i === end1) break
+      if (this.matches(input, i, base, this.small.hi)) return this.found(input, i, base)
+      i++
     }
     const end2 = Math.min(n, this.scanEnd - base)
-    const lLo = this.largeLo
-    const lHi = this.largeHi
-    for (; i < end2; i++) {
-      const x = input[i]!
-      lo = (lo << 1) + gearLo[x]!
-      hi = ((hi << 1) + gearHi[x]! + (lo >>> 24)) & LOW24
-      lo &= LOW24
-      if ((lo & lLo) === 0 && (hi & lHi) === 0) return this.found(input, i, base)
+    const large = this.large.low32
+    while (i < end2) {
+      for (; i < end2; i++) {
+        hash = ((hash << 1) + gear[input[i]!]!) | 0
+        if ((hash & large) === 0) break
+      }
+      if (i === end2) break
+      if (this.matches(input, i, base, this.large.hi)) return this.found(input, i, base)
+      i++
     }
     const maxAt = this.max - base
     if (maxAt <= n) return this.cut(maxAt)
-    this.lo = lo
-    this.hi = hi
+    this.hash = hash
     this.length = base + n
     return -1
+  }
+
+  /**
+   * Whether bits 24..47 of the hash at input index `i` are clear under
+   * `maskHi`: the hash rehashed in two 24-bit halves over the block's last
+   * 48 hashed bytes, some of them already copied into the block buffer.
+   */
+  private matches(input: Uint8Array, i: number, base: number, maskHi: number): boolean {
+    const gearLo = this.gear.lo
+    const gearHi = this.gear.hi
+    const copied = this.length
+    let lo = 0
+    let hi = 0
+    for (let q = Math.max(this.first, base + i - 47); q <= base + i; q++) {
+      const x = q < copied ? this.block![q]! : input[q - base]!
+      lo = (lo << 1) + gearLo[x]!
+      hi = ((hi << 1) + gearHi[x]! + (lo >>> 24)) & LOW24
+      lo &= LOW24
+    }
+    return (hi & maskHi) === 0
   }
 
   /**
@@ -333,8 +365,7 @@ export class FastCdc2020 extends Chunker {
   }
 
   protected restart(): void {
-    this.lo = 0
-    this.hi = 0
+    this.hash = 0
     this.length = 0
   }
 }

@@ -1,9 +1,10 @@
 /**
- * Chunked put: the stream is cut into content-defined blocks (FastCDC, see
- * Chunker). Each block is hashed and stored once under its own key (see
- * blocks). Up to four blocks of a put are stored at once by background
- * fibers while the input keeps flowing, so a put holds at most about five
- * blocks (`max` bytes each) in memory. The blob record, published at the
+ * Chunked put: the stream is cut into content-defined blocks (FastCDC 2020,
+ * see Chunker). Each block is hashed and stored once under its own key (see
+ * blocks). Up to PARALLEL_BLOCKS blocks of a put are hashed (in the thread
+ * pool) and stored at once by background fibers while the input keeps
+ * flowing, so a put holds at most PARALLEL_BLOCKS + 1 blocks (`max` bytes
+ * each) in memory. The blob record, published at the
  * end, holds the manifest and owns one reference per distinct block;
  * references taken by a put that fails, is interrupted or finds the blob
  * already stored are released.
@@ -30,10 +31,21 @@ import type { Cas } from "./context.js"
 import type { Settings } from "./options.js"
 import { publishChunked } from "./publish.js"
 
-/** Blocks of one put being stored at once (each holds up to `max` bytes in memory). */
-export const PARALLEL_BLOCKS = 4
+/**
+ * Blocks of one put in flight at once: being hashed or stored (each holds up
+ * to `max` bytes in memory). Enough to keep the thread pool's hashing and the
+ * store's writes busy while the main thread scans.
+ */
+export const PARALLEL_BLOCKS = 8
 
+/** Where a block of the blob lives once stored (or why it could not be). */
 type Slot = Deferred.Deferred<BlobLocator.BlobLocator, BlobError>
+
+/** A block of the blob, in order: its key and place are known once it is hashed and stored. */
+interface Entry {
+  readonly offset: number
+  readonly done: Deferred.Deferred<BlobMeta.BlockRef, BlobError>
+}
 
 /** One chunked put in progress. */
 interface ChunkedPut {
@@ -41,15 +53,15 @@ interface ChunkedPut {
   readonly settings: Settings
   readonly algorithm: BinaryKey.HashAlgorithm
   readonly chunker: Chunker.Chunker
-  /** Bounds the block writers running at once, and so the memory in use. */
+  /** Bounds the blocks in flight, and so the memory in use. */
   readonly permits: Effect.Semaphore
   readonly running: Set<Fiber.RuntimeFiber<void>>
   /** One acquisition per distinct block (by block record key), however often the blob repeats it. */
   readonly slots: Map<string, Slot>
   /** The blob's blocks in order. */
-  readonly entries: Array<{ readonly key: BinaryKey.BinaryKey; readonly offset: number; readonly slot: Slot }>
+  readonly entries: Array<Entry>
   readonly held: Held
-  /** The first failure of a block writer: later blocks fail with it at once. */
+  /** The first failure of a block: later blocks fail with it at once. */
   failure: BlobError | undefined
   offset: number
   newBytes: number
@@ -60,50 +72,60 @@ interface ChunkedPut {
 }
 
 /**
- * Stores one block in the background: `bytes` (a pooled block) is the
- * writer's to give back once stored. The store gets a view of its own: its
- * write must not give the buffer back, because the block may be written
- * again (see acquireBlock).
+ * Hashes one block (`bytes`, a pooled buffer this fiber gives back) and
+ * stores it unless the blob already has it; holds a permit until the bytes
+ * are no longer needed. sha256 runs in the thread pool (Hashing.hashChunks),
+ * so several blocks are hashed at once on the other core while the main
+ * thread scans. The store's write gets a view of its own: it must not give
+ * the buffer back, because the block may be written again (see acquireBlock).
  */
-const writeBlock = (put: ChunkedPut, key: BinaryKey.BinaryKey, bytes: Uint8Array, slot: Slot) =>
+const hashAndStore = (put: ChunkedPut, bytes: Uint8Array) =>
   Effect.gen(function*() {
-    yield* put.permits.take(1)
-    const fiber = yield* acquireBlock(put.cas, put.settings, key, bytes.subarray(0), put.held).pipe(
-      Effect.ensuring(Effect.sync(() => Lending.giveBack(bytes))),
+    const key = yield* Hashing.hashChunks(put.algorithm, [bytes])
+    const kvKey = BlobMeta.blockKey(key)
+    const known = put.slots.get(kvKey)
+    if (known !== undefined) {
+      Lending.giveBack(bytes)
+      yield* put.permits.release(1)
+      return { key, locator: yield* Deferred.await(known) }
+    }
+    const slot = yield* Deferred.make<BlobLocator.BlobLocator, BlobError>()
+    put.slots.set(kvKey, slot)
+    const stored = acquireBlock(put.cas, put.settings, key, bytes.subarray(0), put.held).pipe(
       Effect.map((taken) => {
         if (taken.written) put.newBytes += bytes.length
         if (taken.repaired) put.repaired = true
         return taken.locator
       }),
+      Effect.ensuring(Effect.zipRight(Effect.sync(() => Lending.giveBack(bytes)), put.permits.release(1))),
+      Effect.exit
+    )
+    const exit = yield* stored
+    yield* Deferred.done(slot, exit)
+    return { key, locator: yield* exit }
+  })
+
+/** Starts hashing and storing a block cut from the input, in the background; notes its place in the manifest. */
+const storeBlock = (put: ChunkedPut, bytes: Uint8Array) =>
+  Effect.gen(function*() {
+    if (put.failure !== undefined) {
+      Lending.giveBack(bytes)
+      return yield* put.failure
+    }
+    yield* put.permits.take(1)
+    const entry: Entry = { offset: put.offset, done: yield* Deferred.make<BlobMeta.BlockRef, BlobError>() }
+    put.entries.push(entry)
+    put.offset += bytes.length
+    const fiber = yield* hashAndStore(put, bytes).pipe(
+      Effect.map(({ key, locator }): BlobMeta.BlockRef => ({ key, offset: entry.offset, locator })),
       Effect.tapError((e) => Effect.sync(() => (put.failure ??= e))),
       Effect.exit,
-      Effect.flatMap((exit) => Deferred.done(slot, exit)),
+      Effect.flatMap((exit) => Deferred.done(entry.done, exit)),
       Effect.asVoid,
-      Effect.ensuring(put.permits.release(1)),
       Effect.forkDaemon
     )
     put.running.add(fiber)
     fiber.addObserver(() => put.running.delete(fiber))
-  })
-
-/** Hashes a block cut from the input, notes it in the manifest and stores it unless the blob already has it. */
-const storeBlock = (put: ChunkedPut, bytes: Uint8Array) =>
-  Effect.gen(function*() {
-    if (put.failure !== undefined) return yield* put.failure
-    const blockHasher = yield* Hashing.makeHasher(put.algorithm)
-    blockHasher.update(bytes)
-    const key = blockHasher.key()
-    const kvKey = BlobMeta.blockKey(key)
-    let slot = put.slots.get(kvKey)
-    if (slot !== undefined) {
-      Lending.giveBack(bytes)
-    } else {
-      slot = yield* Deferred.make<BlobLocator.BlobLocator, BlobError>()
-      put.slots.set(kvKey, slot)
-      yield* writeBlock(put, key, bytes, slot)
-    }
-    put.entries.push({ key, offset: put.offset, slot })
-    put.offset += bytes.length
   })
 
 /** Cuts input chunks (already hashed and size-checked) into blocks. */
@@ -120,8 +142,7 @@ const publish = (put: ChunkedPut, key: BinaryKey.BinaryKey, contentType: string 
   Effect.gen(function*() {
     const last = put.chunker.flush()
     if (last !== undefined) yield* storeBlock(put, last)
-    const manifest = yield* Effect.forEach(put.entries, (e) =>
-      Effect.map(Deferred.await(e.slot), (locator): BlobMeta.BlockRef => ({ key: e.key, offset: e.offset, locator })))
+    const manifest = yield* Effect.forEach(put.entries, (e) => Deferred.await(e.done))
     const stored = yield* publishChunked(put.cas, put.settings, key, manifest, put.chunker.id, contentType, () => {
       put.owned = true
     }, put.repaired)
