@@ -65,12 +65,13 @@ export interface Tuning {
 }
 
 /**
- * 64 KiB / 256 KiB / 1 MiB. Smaller blocks than restic's (512 KiB / 1 MiB /
- * 8 MiB) deduplicate more of real, edited trees (an edit costs about one
- * block); 4096 blocks per GiB keep the per-block work (a record, an object,
- * a hash call) a small share of a put. See docs/architecture.md.
+ * 128 KiB / 512 KiB / 2 MiB (chosen on two versions of a real tree, see
+ * docs/architecture.md): half restic's sizes (512 KiB / 1 MiB / 8 MiB)
+ * deduplicate more of edited real data (an edit costs about one block),
+ * while ~1,500 blocks per GiB keep the per-block work (an object, a
+ * record, a hash call) and a put's memory in bounds.
  */
-export const defaults: ChunkerOptions = { min: 64 * 1024, avg: 256 * 1024, max: 1024 * 1024 }
+export const defaults: ChunkerOptions = { min: 128 * 1024, avg: 512 * 1024, max: 2048 * 1024 }
 
 /** Smallest `min` accepted: below the hash window boundaries stop depending on content. */
 export const MIN_BLOCK = 64

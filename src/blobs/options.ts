@@ -27,7 +27,7 @@ export type Layout =
 export const monolithic: Layout = { _tag: "Monolithic" }
 
 /**
- * Content-defined blocks cut by FastCDC 2020: 64 KiB / 256 KiB / 1 MiB by
+ * Content-defined blocks cut by FastCDC 2020: 128 KiB / 512 KiB / 2 MiB by
  * default (see Chunker.defaults); a missing min or max is avg / 4 or avg * 4.
  */
 export const chunked = (

@@ -3,8 +3,9 @@
  * see Chunker). Each block is hashed and stored once under its own key (see
  * blocks). Up to PARALLEL_BLOCKS blocks of a put are hashed (in the thread
  * pool) and stored at once by background fibers while the input keeps
- * flowing, so a put holds at most PARALLEL_BLOCKS + 1 blocks (`max` bytes
- * each) in memory. The blob record, published at the
+ * flowing; distinct new blocks are stored in batches with one KV commit
+ * for their records. A put holds about IN_FLIGHT_BYTES of blocks in memory
+ * (at least PARALLEL_BLOCKS + 1 blocks). The blob record, published at the
  * end, holds the manifest and owns one reference per distinct block;
  * references taken by a put that fails, is interrupted or finds the blob
  * already stored are released.
@@ -13,10 +14,14 @@
  * stored, and the input chunks once cut (see Lending): a chunked put makes
  * no garbage of its bytes either.
  */
-import type * as Chunk from "effect/Chunk"
+import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import * as Sink from "effect/Sink"
 import type * as BinaryKey from "../core/BinaryKey.js"
 import type * as BlobLocator from "../core/BlobLocator.js"
@@ -25,18 +30,35 @@ import * as Hashing from "../core/Hashing.js"
 import * as Lending from "../core/Lending.js"
 import type { CheckedPlan, Published, Staging } from "../kit/BlobStoreProtocol.js"
 import * as BlobMeta from "./BlobMeta.js"
-import { acquireBlock, type Held, releaseUnowned } from "./blocks.js"
+import { acquireBlocks, type Held, releaseUnowned } from "./blocks.js"
 import * as Chunker from "./Chunker.js"
 import type { Cas } from "./context.js"
 import type { Settings } from "./options.js"
 import { publishChunked } from "./publish.js"
 
 /**
- * Blocks of one put in flight at once: being hashed or stored (each holds up
- * to `max` bytes in memory). Enough to keep the thread pool's hashing and the
- * store's writes busy while the main thread scans.
+ * Bytes of blocks one put holds in flight (being hashed or stored): enough
+ * blocks to keep the thread pool's hashing and the store's writes busy while
+ * the main thread scans, and to fill a batch (see BATCH).
  */
-export const PARALLEL_BLOCKS = 8
+export const IN_FLIGHT_BYTES = 8 * 1024 * 1024
+
+/** Blocks in flight at the least, whatever their size. */
+export const PARALLEL_BLOCKS = 4
+
+/** Blocks stored together: new ones get their records in one KV commit (see acquireBlocks). */
+export const BATCH = 8
+
+/** Blocks of at most `max` bytes a put holds in flight. */
+const inFlight = (max: number) => Math.max(PARALLEL_BLOCKS, Math.floor(IN_FLIGHT_BYTES / max))
+
+/** A distinct block of the blob, hashed, waiting for the batcher. */
+interface Queued {
+  readonly key: BinaryKey.BinaryKey
+  /** A pooled buffer, given back once stored. */
+  readonly bytes: Uint8Array
+  readonly slot: Slot
+}
 
 /** Where a block of the blob lives once stored (or why it could not be). */
 type Slot = Deferred.Deferred<BlobLocator.BlobLocator, BlobError>
@@ -55,6 +77,8 @@ interface ChunkedPut {
   readonly chunker: Chunker.Chunker
   /** Bounds the blocks in flight, and so the memory in use. */
   readonly permits: Effect.Semaphore
+  /** Distinct blocks hashed, for the batcher to store. */
+  readonly queue: Queue.Queue<Queued>
   readonly running: Set<Fiber.RuntimeFiber<void>>
   /** One acquisition per distinct block (by block record key), however often the blob repeats it. */
   readonly slots: Map<string, Slot>
@@ -72,12 +96,11 @@ interface ChunkedPut {
 }
 
 /**
- * Hashes one block (`bytes`, a pooled buffer this fiber gives back) and
- * stores it unless the blob already has it; holds a permit until the bytes
- * are no longer needed. sha256 runs in the thread pool (Hashing.hashChunks),
- * so several blocks are hashed at once on the other core while the main
- * thread scans. The store's write gets a view of its own: it must not give
- * the buffer back, because the block may be written again (see acquireBlock).
+ * Hashes one block (`bytes`, a pooled buffer) and, unless the blob already
+ * has it, queues it for the batcher; the permit it holds is released once
+ * the bytes are no longer needed. sha256 runs in the thread pool
+ * (Hashing.hashChunks), so several blocks are hashed at once on the other
+ * core while the main thread scans.
  */
 const hashAndStore = (put: ChunkedPut, bytes: Uint8Array) =>
   Effect.gen(function*() {
@@ -91,19 +114,36 @@ const hashAndStore = (put: ChunkedPut, bytes: Uint8Array) =>
     }
     const slot = yield* Deferred.make<BlobLocator.BlobLocator, BlobError>()
     put.slots.set(kvKey, slot)
-    const stored = acquireBlock(put.cas, put.settings, key, bytes.subarray(0), put.held).pipe(
-      Effect.map((taken) => {
-        if (taken.written) put.newBytes += bytes.length
-        if (taken.repaired) put.repaired = true
-        return taken.locator
-      }),
-      Effect.ensuring(Effect.zipRight(Effect.sync(() => Lending.giveBack(bytes)), put.permits.release(1))),
-      Effect.exit
-    )
-    const exit = yield* stored
-    yield* Deferred.done(slot, exit)
-    return { key, locator: yield* exit }
+    yield* Queue.offer(put.queue, { key, bytes, slot })
+    return { key, locator: yield* Deferred.await(slot) }
   })
+
+/**
+ * Stores queued blocks, up to BATCH at a time (see acquireBlocks), for the
+ * whole put. Each store write gets a view of its own: it must not give the
+ * pooled buffer back, because the block may be written again.
+ */
+const batcher = (put: ChunkedPut) =>
+  Effect.forever(Effect.gen(function*() {
+    const items = Chunk.toReadonlyArray(yield* Queue.takeBetween(put.queue, 1, BATCH))
+    const exit = yield* Effect.exit(
+      acquireBlocks(put.cas, put.settings, items.map((i) => ({ key: i.key, bytes: i.bytes.subarray(0) })), put.held)
+    )
+    for (const item of items) Lending.giveBack(item.bytes)
+    yield* put.permits.release(items.length)
+    if (Exit.isFailure(exit)) {
+      const failure = Cause.failureOption(exit.cause)
+      if (Option.isSome(failure)) put.failure ??= failure.value
+      yield* Effect.forEach(items, (i) => Deferred.failCause(i.slot, exit.cause), { discard: true })
+      return
+    }
+    yield* Effect.forEach(items, (item, j) => {
+      const taken = exit.value[j]!
+      if (taken.written) put.newBytes += item.bytes.length
+      if (taken.repaired) put.repaired = true
+      return Deferred.succeed(item.slot, taken.locator)
+    }, { discard: true })
+  }))
 
 /** Starts hashing and storing a block cut from the input, in the background; notes its place in the manifest. */
 const storeBlock = (put: ChunkedPut, bytes: Uint8Array) =>
@@ -163,7 +203,8 @@ const stop = (put: ChunkedPut) =>
 /** Opens a chunked put with the chunker and block sizes of `layout`; its scope's end stops the writers and releases unowned references. */
 export const stage = (cas: Cas, s: Settings, plan: CheckedPlan, layout: Chunker.ChunkerOptions & { readonly chunker?: Chunker.ChunkerId | undefined }) =>
   Effect.gen(function*() {
-    const blockPool = new Lending.Pool(layout.max, { keep: PARALLEL_BLOCKS + 2 })
+    const blocks = inFlight(layout.max)
+    const blockPool = new Lending.Pool(layout.max, { keep: blocks + 2 })
     const put: ChunkedPut = {
       cas,
       settings: s,
@@ -172,7 +213,8 @@ export const stage = (cas: Cas, s: Settings, plan: CheckedPlan, layout: Chunker.
         take: () => blockPool.take(),
         finish: (buffer, size) => blockPool.lend(buffer as Buffer, size)
       }, { chunker: layout.chunker }),
-      permits: yield* Effect.makeSemaphore(PARALLEL_BLOCKS),
+      permits: yield* Effect.makeSemaphore(blocks),
+      queue: yield* Queue.unbounded<Queued>(),
       running: new Set(),
       slots: new Map(),
       entries: [],
@@ -184,6 +226,8 @@ export const stage = (cas: Cas, s: Settings, plan: CheckedPlan, layout: Chunker.
       owned: false
     }
     yield* Effect.addFinalizer(() => stop(put))
+    const storing = yield* Effect.forkDaemon(batcher(put))
+    put.running.add(storing)
     return {
       sink: Sink.forEachChunk(consume(put)),
       publish: (key) => publish(put, key, plan.contentType)

@@ -115,7 +115,7 @@ const readBlocks = (cas: Cas, found: Found, blocks: ReadonlyArray<BlobMeta.Block
 }
 
 /** Blocks of a read fetched at once (each held in memory whole, up to its size). */
-export const READ_AHEAD = 4
+export const READ_AHEAD = 2
 
 /**
  * One whole block's chunks as the store emits them (no copy), refusing an

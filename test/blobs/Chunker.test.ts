@@ -185,7 +185,7 @@ describe("Chunker", () => {
       if (Either.isLeft(made)) expect(made.left._tag).toBe("InvalidValue")
     }
     expect(Either.isRight(Chunker.make())).toBe(true)
-    expect(Chunker.defaults).toEqual({ min: 64 * KiB, avg: 256 * KiB, max: MiB })
+    expect(Chunker.defaults).toEqual({ min: 128 * KiB, avg: 512 * KiB, max: 2 * MiB })
     // fastcdc2020's mask table covers avg from 256 bytes to 4 MiB; gear32 takes any avg.
     expect(Either.isLeft(Chunker.make({ min: 64, avg: 128, max: 1024 }))).toBe(true)
     expect(Either.isLeft(Chunker.make({ min: MiB, avg: 8 * MiB, max: 16 * MiB }))).toBe(true)

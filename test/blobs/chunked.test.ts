@@ -229,7 +229,7 @@ describe("CasBlobStore chunked layout", () => {
     }).pipe(Effect.provide(memory())))
 
   it("layout sizes: defaults, and missing bounds derived from avg", () => {
-    expect(CasBlobStore.chunked()).toEqual({ _tag: "Chunked", min: 64 * KiB, avg: 256 * KiB, max: MiB, chunker: "fastcdc2020" })
+    expect(CasBlobStore.chunked()).toEqual({ _tag: "Chunked", min: 128 * KiB, avg: 512 * KiB, max: 2 * MiB, chunker: "fastcdc2020" })
     expect(CasBlobStore.chunked({ avg: 64 * KiB })).toEqual({ _tag: "Chunked", min: 16 * KiB, avg: 64 * KiB, max: 256 * KiB, chunker: "fastcdc2020" })
     expect(CasBlobStore.chunked({ min: 8 * KiB, avg: 16 * KiB, max: 32 * KiB, chunker: "gear32" })).toEqual({
       _tag: "Chunked",
