@@ -1,9 +1,8 @@
 /**
  * Chunked put: the stream is cut into content-defined blocks (FastCDC 2020,
  * see Chunker). Each block is hashed and stored once under its own key (see
- * blocks). Up to PARALLEL_BLOCKS blocks of a put are hashed (in the thread
- * pool) and stored at once by background fibers while the input keeps
- * flowing; distinct new blocks are stored in batches with one KV commit
+ * blocks). Blocks of a put are stored by background fibers while the input
+ * keeps flowing; distinct new blocks are stored in batches with one KV commit
  * for their records. A put holds about IN_FLIGHT_BYTES of blocks in memory
  * (at least PARALLEL_BLOCKS + 1 blocks). The blob record, published at the
  * end, holds the manifest and owns one reference per distinct block;
@@ -98,13 +97,16 @@ interface ChunkedPut {
 /**
  * Hashes one block (`bytes`, a pooled buffer) and, unless the blob already
  * has it, queues it for the batcher; the permit it holds is released once
- * the bytes are no longer needed. sha256 runs in the thread pool
- * (Hashing.hashChunks), so several blocks are hashed at once on the other
- * core while the main thread scans.
+ * the bytes are no longer needed. Hashed here, synchronously: a digest in
+ * the thread pool (WebCrypto) completes on a macrotask, which a fiber
+ * looping on microtasks (gc over the memory store, in the lifecycle tests)
+ * starved, hanging the put.
  */
 const hashAndStore = (put: ChunkedPut, bytes: Uint8Array) =>
   Effect.gen(function*() {
-    const key = yield* Hashing.hashChunks(put.algorithm, [bytes])
+    const hasher = yield* Hashing.makeHasher(put.algorithm)
+    hasher.update(bytes)
+    const key = hasher.key()
     const kvKey = BlobMeta.blockKey(key)
     const known = put.slots.get(kvKey)
     if (known !== undefined) {

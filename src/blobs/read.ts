@@ -4,8 +4,7 @@
  * of a chunked blob fetches the next blocks while the current one is
  * consumed (READ_AHEAD). A ranged read of a chunked blob does better: it
  * fetches only the blocks it overlaps, each whole, checks each against its
- * block key (in the thread pool, for sha256) before emitting any of its
- * bytes, then emits the requested slice. An object of a live
+ * block key before emitting any of its bytes, then emits the requested slice. An object of a live
  * blob found missing is Corrupted, unless the blob was deleted meanwhile.
  */
 import * as Effect from "effect/Effect"
@@ -81,9 +80,9 @@ const readVerifiedBlock = (cas: Cas, found: Found, block: BlobMeta.BlockRef) =>
         return Effect.succeed(at + p.length)
       }
     )
-    // In the thread pool for sha256: the next block is read meanwhile.
-    const digest = yield* Hashing.hashChunks(block.key.algorithm, [at === size ? bytes : bytes.subarray(0, at)])
-    if (digest.size !== size || digest.digest !== block.key.digest) {
+    const hasher = yield* Hashing.makeHasher(block.key.algorithm)
+    hasher.update(at === size ? bytes : bytes.subarray(0, at))
+    if (hasher.size !== size || hasher.digest() !== block.key.digest) {
       return yield* corrupted("get", found.key, `do not match block ${block.key} at offset ${block.offset}`)
     }
     return bytes
