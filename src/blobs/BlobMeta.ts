@@ -9,7 +9,8 @@
  * three states (the state machine is described in publish.ts):
  *
  * - Live: the blob is stored (with a random id of this publication). Monolithic: one object at `locator`.
- *   Chunked: the manifest, i.e. its blocks in order. Each block is stored
+ *   Chunked: the manifest, i.e. its blocks in order and the id of what cut
+ *   them (`chunker`, see BlockSource). Each block is stored
  *   as `[size, digest]`, plus a relative path when the block does not sit at
  *   its canonical place under `blockBase`; offsets follow from the sizes
  *   and are computed (and checked against the blob's size) when decoding.
@@ -46,6 +47,20 @@ export interface BlockRef {
   readonly locator: BlobLocator.BlobLocator
 }
 
+/**
+ * What cut a chunked blob's blocks: a Chunker id ("fastcdc2020"; "gear32"
+ * for records written before the field existed), or "parts" for upload
+ * parts assembled as they were sent. Reading never depends on it; it tells
+ * which blobs' blocks can deduplicate against which.
+ */
+export type BlockSource = string
+
+/** The source of manifests that name none: they were all written by the first chunker. */
+export const LEGACY_CHUNKER: BlockSource = "gear32"
+
+/** The source of blobs assembled from upload parts. */
+export const PARTS: BlockSource = "parts"
+
 /** How a live blob's bytes are kept. */
 export type Storage =
   | { readonly _tag: "Monolithic"; readonly locator: BlobLocator.BlobLocator }
@@ -54,6 +69,7 @@ export type Storage =
     /** Where blocks live; a block at `blockBase + contentPath(block)` needs no path of its own. */
     readonly blockBase: BlobLocator.LocatorPrefix
     readonly blocks: ReadonlyArray<BlockRef>
+    readonly chunker: BlockSource
   }
 
 /** A stored blob. */
@@ -112,6 +128,7 @@ const LiveWire = Schema.Struct({
   layout: Schema.Literal("monolithic", "chunked"),
   locator: Schema.optional(Schema.String),
   blockBase: Schema.optional(Schema.String),
+  chunker: Schema.optional(Schema.String),
   blocks: Schema.optional(Schema.Array(Schema.Union(
     Schema.Tuple(Schema.NonNegativeInt, Schema.String),
     Schema.Tuple(Schema.NonNegativeInt, Schema.String, Schema.String)
@@ -180,6 +197,7 @@ const liveToWire = (key: BinaryKey.BinaryKey, live: Live): LiveWire => {
     ...common,
     layout: "chunked",
     blockBase: base,
+    chunker: storage.chunker,
     blocks: storage.blocks.map((b) => {
       const text = BlobLocator.render(b.locator)
       const canonical = base + contentPath(b.key)
@@ -256,7 +274,7 @@ const liveFromWire = (key: BinaryKey.BinaryKey, wire: LiveWire): Either.Either<L
     offset += size
   }
   if (offset !== key.size) return Either.left(`the blocks add up to ${offset} bytes, not ${key.size}`)
-  return Either.right({ ...common, storage: { _tag: "Chunked", blockBase: base.right, blocks } })
+  return Either.right({ ...common, storage: { _tag: "Chunked", blockBase: base.right, blocks, chunker: wire.chunker ?? LEGACY_CHUNKER } })
 }
 
 /** Decodes a blob record of `key`; Left carries why the bytes are not a valid record. */

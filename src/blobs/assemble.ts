@@ -21,7 +21,7 @@ import type { BlobWritePlan } from "../core/Models.js"
 import type { AssemblyPart } from "../ports/BlobAssembly.js"
 import { checkExpected, checkPlan, type CheckedPlan, reportPut } from "../kit/BlobStoreProtocol.js"
 import { reportedLocator, sameLocator } from "./addresses.js"
-import type * as BlobMeta from "./BlobMeta.js"
+import * as BlobMeta from "./BlobMeta.js"
 import { adoptBlock, CONCURRENCY, type Held, releaseUnowned } from "./blocks.js"
 import type { Cas } from "./context.js"
 import { BACKEND, fail, fromPortError } from "./errors.js"
@@ -154,7 +154,7 @@ const adopt = (
       return yield* reportPut(cas.instrument, key, { ...stored, bytesWritten: 0 }, startedAt)
     }
     const manifest = yield* adoptBlocks(cas, s, blocks, held)
-    const stored = yield* publishChunked(cas, s, key, manifest, contentType, onOwned)
+    const stored = yield* publishChunked(cas, s, key, manifest, BlobMeta.PARTS, contentType, onOwned)
     return yield* reportPut(cas.instrument, key, { ...stored, bytesWritten: 0, blocks: manifest.length }, startedAt)
   })
 

@@ -12,6 +12,7 @@ import * as Option from "effect/Option"
 import { randomUUID } from "node:crypto"
 import type * as BinaryKey from "../core/BinaryKey.js"
 import type * as BlobLocator from "../core/BlobLocator.js"
+import type { BlobError } from "../core/Errors.js"
 import { type KvCheck, type KvWrite } from "../ports/KeyValueStore.js"
 import * as KV from "../ports/KeyValueStore.js"
 import * as BlobMeta from "./BlobMeta.js"
@@ -68,7 +69,7 @@ const addReference = (
  * Returns where the block lives and whether its bytes were written now.
  */
 export const acquireBlock = (cas: Cas, s: Settings, key: BinaryKey.BinaryKey, bytes: Uint8Array, held: Held) =>
-  Effect.gen(function*() {
+  Effect.gen(function*(): Effect.fn.Return<Acquired, BlobError> {
     while (true) {
       const read = yield* readBlock(cas, "put", BlobMeta.blockKey(key))
       const current = Option.getOrUndefined(read.record)
@@ -100,6 +101,70 @@ export const acquireBlock = (cas: Cas, s: Settings, key: BinaryKey.BinaryKey, by
       yield* Effect.mapError(cas.replicas.add(key, target), fromPortError("put"))
       return { locator: target, written: true, repaired: false }
     }
+  })
+
+/** A block a put stores: its key and bytes. */
+export interface NewBlock {
+  readonly key: BinaryKey.BinaryKey
+  readonly bytes: Uint8Array
+}
+
+/** What `acquireBlock` (or `acquireBlocks`, per block) did. */
+export interface Acquired {
+  readonly locator: BlobLocator.BlobLocator
+  /** The bytes were written by this call. */
+  readonly written: boolean
+  /** A live copy was found damaged and its bytes stored again. */
+  readonly repaired: boolean
+}
+
+/**
+ * `acquireBlock` for several blocks of one put (distinct keys), with one
+ * KV commit for all the blocks found without a record (the common case of
+ * new content): their objects are written at their usual addresses, then
+ * one commit creates all their records, checking each is still absent.
+ * Blocks found recorded, and all of them when the commit loses a race, go
+ * through `acquireBlock` one by one (an object the batch wrote sits at the
+ * usual address, holding the block's bytes, so that path overwrites or
+ * references it as it would anyway). Writes and commit run uninterruptibly
+ * as a whole, as `acquireBlock`'s do per block.
+ */
+export const acquireBlocks = (cas: Cas, s: Settings, blocks: ReadonlyArray<NewBlock>, held: Held) =>
+  Effect.gen(function*() {
+    const results: Array<Acquired | undefined> = blocks.map(() => undefined)
+    const reads = yield* Effect.forEach(blocks, (b) => readBlock(cas, "put", BlobMeta.blockKey(b.key)), { concurrency: CONCURRENCY })
+    const fresh = blocks.flatMap((b, i) => Option.isNone(reads[i]!.raw) ? [{ index: i, block: b, kvKey: BlobMeta.blockKey(b.key) }] : [])
+    if (fresh.length > 1) {
+      const targets = yield* Effect.forEach(fresh, (f) => blockLocator(s, f.block.key, false))
+      const at = yield* now
+      const checks: Array<KvCheck> = fresh.map((f) => ({ key: f.kvKey, expected: Option.none() }))
+      const writes: Array<KvWrite> = fresh.map((f, j) =>
+        KV.put(f.kvKey, BlobMeta.encodeBlock({ _tag: "Live", refs: 1, locator: targets[j]!, at })))
+      const ok = yield* Effect.uninterruptible(Effect.zipRight(
+        Effect.forEach(fresh, (f, j) => writeObject(cas, "put", targets[j]!, f.block.bytes), { concurrency: CONCURRENCY, discard: true }),
+        Effect.tap(
+          Effect.mapError(Counters.commit(cas.kv, checks, writes), fromPortError("put")),
+          (ok) => ok ? Effect.sync(() => fresh.forEach((f, j) => held.set(f.kvKey, { key: f.block.key, locator: targets[j]! }))) : Effect.void
+        )
+      ))
+      if (ok) {
+        yield* Effect.forEach(fresh, (f, j) =>
+          Effect.gen(function*() {
+            const target = targets[j]!
+            // As in acquireBlock: a delete of an earlier copy may have removed the object we wrote before its record went.
+            if (!(yield* exists(cas, "put", target))) yield* writeObject(cas, "put", target, f.block.bytes)
+            yield* Effect.mapError(cas.replicas.add(f.block.key, target), fromPortError("put"))
+            results[f.index] = { locator: target, written: true, repaired: false }
+          }), { concurrency: CONCURRENCY, discard: true })
+      }
+    }
+    yield* Effect.forEach(blocks, (b, i) =>
+      results[i] !== undefined
+        ? Effect.void
+        : Effect.map(acquireBlock(cas, s, b.key, b.bytes, held), (r) => {
+          results[i] = r
+        }), { concurrency: CONCURRENCY, discard: true })
+    return results as ReadonlyArray<Acquired>
   })
 
 /**

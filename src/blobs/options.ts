@@ -14,15 +14,33 @@ import { fail, invalid } from "./errors.js"
 /** How new blobs are stored: one object per blob, or content-defined blocks stored once each. */
 export type Layout =
   | { readonly _tag: "Monolithic" }
-  | { readonly _tag: "Chunked"; readonly min: number; readonly avg: number; readonly max: number }
+  | {
+    readonly _tag: "Chunked"
+    readonly min: number
+    readonly avg: number
+    readonly max: number
+    /** Which chunker cuts new blobs, recorded in each manifest: fastcdc2020 (when absent), or gear32 for the first releases' boundaries. */
+    readonly chunker?: Chunker.ChunkerId | undefined
+  }
 
 /** One object per blob (the default). */
 export const monolithic: Layout = { _tag: "Monolithic" }
 
-/** Content-defined blocks: 256 KiB / 1 MiB / 4 MiB by default; a missing min or max is avg / 4 or avg * 4. */
-export const chunked = (sizes: Partial<Chunker.ChunkerOptions> = {}): Layout => {
+/**
+ * Content-defined blocks cut by FastCDC 2020: 128 KiB / 512 KiB / 2 MiB by
+ * default (see Chunker.defaults); a missing min or max is avg / 4 or avg * 4.
+ */
+export const chunked = (
+  sizes: Partial<Chunker.ChunkerOptions> & { readonly chunker?: Chunker.ChunkerId | undefined } = {}
+): Layout => {
   const avg = sizes.avg ?? Chunker.defaults.avg
-  return { _tag: "Chunked", min: sizes.min ?? Math.floor(avg / 4), avg, max: sizes.max ?? avg * 4 }
+  return {
+    _tag: "Chunked",
+    min: sizes.min ?? Math.floor(avg / 4),
+    avg,
+    max: sizes.max ?? avg * 4,
+    chunker: sizes.chunker ?? Chunker.CURRENT
+  }
 }
 
 /** Options of a CasBlobStore. Invalid ones make every put fail with InvalidInput (reads still work). */
@@ -111,7 +129,7 @@ const checkPrefixes = (scheme: string, bucket: string, stagingPrefix: string, bl
 
 const checkLayout = (layout: Layout): Option.Option<BlobError> => {
   if (layout?._tag === "Chunked") {
-    const sizes = Chunker.validate(layout)
+    const sizes = Chunker.validate(layout, layout.chunker)
     return Either.isLeft(sizes) ? Option.some(invalid("put")(sizes.left)) : Option.none()
   }
   return layout?._tag === "Monolithic"

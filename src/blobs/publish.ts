@@ -209,12 +209,13 @@ const heal = (
     return unchanged ? Option.some<Stored>({ locator: target, deduplicated: false, repaired: true }) : Option.none()
   })
 
-/** Publishes a chunked blob made of `blocks`, whose references the put holds; `onOwned` once the record owns them. */
+/** Publishes a chunked blob made of `blocks` (cut by `chunker`), whose references the put holds; `onOwned` once the record owns them. */
 export const publishChunked = (
   cas: Cas,
   s: Settings,
   key: BinaryKey.BinaryKey,
   blocks: ReadonlyArray<BlobMeta.BlockRef>,
+  chunker: BlobMeta.BlockSource,
   contentType: string | undefined,
   onOwned: () => void,
   repaired = false
@@ -240,7 +241,7 @@ export const publishChunked = (
         id: randomUUID(),
         createdAt: at,
         contentType,
-        storage: { _tag: "Chunked", blockBase: s.blockBase, blocks }
+        storage: { _tag: "Chunked", blockBase: s.blockBase, blocks, chunker }
       }
       // The record owns the references only once it is committed.
       const ok = yield* Effect.uninterruptible(

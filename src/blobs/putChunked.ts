@@ -1,9 +1,10 @@
 /**
- * Chunked put: the stream is cut into content-defined blocks (FastCDC, see
- * Chunker). Each block is hashed and stored once under its own key (see
- * blocks). Up to four blocks of a put are stored at once by background
- * fibers while the input keeps flowing, so a put holds at most about five
- * blocks (`max` bytes each) in memory. The blob record, published at the
+ * Chunked put: the stream is cut into content-defined blocks (FastCDC 2020,
+ * see Chunker). Each block is hashed and stored once under its own key (see
+ * blocks). Blocks of a put are stored by background fibers while the input
+ * keeps flowing; distinct new blocks are stored in batches with one KV commit
+ * for their records. A put holds about IN_FLIGHT_BYTES of blocks in memory
+ * (at least PARALLEL_BLOCKS + 1 blocks). The blob record, published at the
  * end, holds the manifest and owns one reference per distinct block;
  * references taken by a put that fails, is interrupted or finds the blob
  * already stored are released.
@@ -12,10 +13,14 @@
  * stored, and the input chunks once cut (see Lending): a chunked put makes
  * no garbage of its bytes either.
  */
-import type * as Chunk from "effect/Chunk"
+import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import * as Sink from "effect/Sink"
 import type * as BinaryKey from "../core/BinaryKey.js"
 import type * as BlobLocator from "../core/BlobLocator.js"
@@ -24,16 +29,44 @@ import * as Hashing from "../core/Hashing.js"
 import * as Lending from "../core/Lending.js"
 import type { CheckedPlan, Published, Staging } from "../kit/BlobStoreProtocol.js"
 import * as BlobMeta from "./BlobMeta.js"
-import { acquireBlock, type Held, releaseUnowned } from "./blocks.js"
+import { acquireBlocks, type Held, releaseUnowned } from "./blocks.js"
 import * as Chunker from "./Chunker.js"
 import type { Cas } from "./context.js"
 import type { Settings } from "./options.js"
 import { publishChunked } from "./publish.js"
 
-/** Blocks of one put being stored at once (each holds up to `max` bytes in memory). */
+/**
+ * Bytes of blocks one put holds in flight (being hashed or stored): enough
+ * blocks to keep the thread pool's hashing and the store's writes busy while
+ * the main thread scans, and to fill a batch (see BATCH).
+ */
+export const IN_FLIGHT_BYTES = 8 * 1024 * 1024
+
+/** Blocks in flight at the least, whatever their size. */
 export const PARALLEL_BLOCKS = 4
 
+/** Blocks stored together: new ones get their records in one KV commit (see acquireBlocks). */
+export const BATCH = 8
+
+/** Blocks of at most `max` bytes a put holds in flight. */
+const inFlight = (max: number) => Math.max(PARALLEL_BLOCKS, Math.floor(IN_FLIGHT_BYTES / max))
+
+/** A distinct block of the blob, hashed, waiting for the batcher. */
+interface Queued {
+  readonly key: BinaryKey.BinaryKey
+  /** A pooled buffer, given back once stored. */
+  readonly bytes: Uint8Array
+  readonly slot: Slot
+}
+
+/** Where a block of the blob lives once stored (or why it could not be). */
 type Slot = Deferred.Deferred<BlobLocator.BlobLocator, BlobError>
+
+/** A block of the blob, in order: its key and place are known once it is hashed and stored. */
+interface Entry {
+  readonly offset: number
+  readonly done: Deferred.Deferred<BlobMeta.BlockRef, BlobError>
+}
 
 /** One chunked put in progress. */
 interface ChunkedPut {
@@ -41,15 +74,17 @@ interface ChunkedPut {
   readonly settings: Settings
   readonly algorithm: BinaryKey.HashAlgorithm
   readonly chunker: Chunker.Chunker
-  /** Bounds the block writers running at once, and so the memory in use. */
+  /** Bounds the blocks in flight, and so the memory in use. */
   readonly permits: Effect.Semaphore
+  /** Distinct blocks hashed, for the batcher to store. */
+  readonly queue: Queue.Queue<Queued>
   readonly running: Set<Fiber.RuntimeFiber<void>>
   /** One acquisition per distinct block (by block record key), however often the blob repeats it. */
   readonly slots: Map<string, Slot>
   /** The blob's blocks in order. */
-  readonly entries: Array<{ readonly key: BinaryKey.BinaryKey; readonly offset: number; readonly slot: Slot }>
+  readonly entries: Array<Entry>
   readonly held: Held
-  /** The first failure of a block writer: later blocks fail with it at once. */
+  /** The first failure of a block: later blocks fail with it at once. */
   failure: BlobError | undefined
   offset: number
   newBytes: number
@@ -60,50 +95,79 @@ interface ChunkedPut {
 }
 
 /**
- * Stores one block in the background: `bytes` (a pooled block) is the
- * writer's to give back once stored. The store gets a view of its own: its
- * write must not give the buffer back, because the block may be written
- * again (see acquireBlock).
+ * Hashes one block (`bytes`, a pooled buffer) and, unless the blob already
+ * has it, queues it for the batcher; the permit it holds is released once
+ * the bytes are no longer needed. Hashed here, synchronously: a digest in
+ * the thread pool (WebCrypto) completes on a macrotask, which a fiber
+ * looping on microtasks (gc over the memory store, in the lifecycle tests)
+ * starved, hanging the put.
  */
-const writeBlock = (put: ChunkedPut, key: BinaryKey.BinaryKey, bytes: Uint8Array, slot: Slot) =>
+const hashAndStore = (put: ChunkedPut, bytes: Uint8Array) =>
   Effect.gen(function*() {
+    const hasher = yield* Hashing.makeHasher(put.algorithm)
+    hasher.update(bytes)
+    const key = hasher.key()
+    const kvKey = BlobMeta.blockKey(key)
+    const known = put.slots.get(kvKey)
+    if (known !== undefined) {
+      Lending.giveBack(bytes)
+      yield* put.permits.release(1)
+      return { key, locator: yield* Deferred.await(known) }
+    }
+    const slot = yield* Deferred.make<BlobLocator.BlobLocator, BlobError>()
+    put.slots.set(kvKey, slot)
+    yield* Queue.offer(put.queue, { key, bytes, slot })
+    return { key, locator: yield* Deferred.await(slot) }
+  })
+
+/**
+ * Stores queued blocks, up to BATCH at a time (see acquireBlocks), for the
+ * whole put. Each store write gets a view of its own: it must not give the
+ * pooled buffer back, because the block may be written again.
+ */
+const batcher = (put: ChunkedPut) =>
+  Effect.forever(Effect.gen(function*() {
+    const items = Chunk.toReadonlyArray(yield* Queue.takeBetween(put.queue, 1, BATCH))
+    const exit = yield* Effect.exit(
+      acquireBlocks(put.cas, put.settings, items.map((i) => ({ key: i.key, bytes: i.bytes.subarray(0) })), put.held)
+    )
+    for (const item of items) Lending.giveBack(item.bytes)
+    yield* put.permits.release(items.length)
+    if (Exit.isFailure(exit)) {
+      const failure = Cause.failureOption(exit.cause)
+      if (Option.isSome(failure)) put.failure ??= failure.value
+      yield* Effect.forEach(items, (i) => Deferred.failCause(i.slot, exit.cause), { discard: true })
+      return
+    }
+    yield* Effect.forEach(items, (item, j) => {
+      const taken = exit.value[j]!
+      if (taken.written) put.newBytes += item.bytes.length
+      if (taken.repaired) put.repaired = true
+      return Deferred.succeed(item.slot, taken.locator)
+    }, { discard: true })
+  }))
+
+/** Starts hashing and storing a block cut from the input, in the background; notes its place in the manifest. */
+const storeBlock = (put: ChunkedPut, bytes: Uint8Array) =>
+  Effect.gen(function*() {
+    if (put.failure !== undefined) {
+      Lending.giveBack(bytes)
+      return yield* put.failure
+    }
     yield* put.permits.take(1)
-    const fiber = yield* acquireBlock(put.cas, put.settings, key, bytes.subarray(0), put.held).pipe(
-      Effect.ensuring(Effect.sync(() => Lending.giveBack(bytes))),
-      Effect.map((taken) => {
-        if (taken.written) put.newBytes += bytes.length
-        if (taken.repaired) put.repaired = true
-        return taken.locator
-      }),
+    const entry: Entry = { offset: put.offset, done: yield* Deferred.make<BlobMeta.BlockRef, BlobError>() }
+    put.entries.push(entry)
+    put.offset += bytes.length
+    const fiber = yield* hashAndStore(put, bytes).pipe(
+      Effect.map(({ key, locator }): BlobMeta.BlockRef => ({ key, offset: entry.offset, locator })),
       Effect.tapError((e) => Effect.sync(() => (put.failure ??= e))),
       Effect.exit,
-      Effect.flatMap((exit) => Deferred.done(slot, exit)),
+      Effect.flatMap((exit) => Deferred.done(entry.done, exit)),
       Effect.asVoid,
-      Effect.ensuring(put.permits.release(1)),
       Effect.forkDaemon
     )
     put.running.add(fiber)
     fiber.addObserver(() => put.running.delete(fiber))
-  })
-
-/** Hashes a block cut from the input, notes it in the manifest and stores it unless the blob already has it. */
-const storeBlock = (put: ChunkedPut, bytes: Uint8Array) =>
-  Effect.gen(function*() {
-    if (put.failure !== undefined) return yield* put.failure
-    const blockHasher = yield* Hashing.makeHasher(put.algorithm)
-    blockHasher.update(bytes)
-    const key = blockHasher.key()
-    const kvKey = BlobMeta.blockKey(key)
-    let slot = put.slots.get(kvKey)
-    if (slot !== undefined) {
-      Lending.giveBack(bytes)
-    } else {
-      slot = yield* Deferred.make<BlobLocator.BlobLocator, BlobError>()
-      put.slots.set(kvKey, slot)
-      yield* writeBlock(put, key, bytes, slot)
-    }
-    put.entries.push({ key, offset: put.offset, slot })
-    put.offset += bytes.length
   })
 
 /** Cuts input chunks (already hashed and size-checked) into blocks. */
@@ -120,9 +184,8 @@ const publish = (put: ChunkedPut, key: BinaryKey.BinaryKey, contentType: string 
   Effect.gen(function*() {
     const last = put.chunker.flush()
     if (last !== undefined) yield* storeBlock(put, last)
-    const manifest = yield* Effect.forEach(put.entries, (e) =>
-      Effect.map(Deferred.await(e.slot), (locator): BlobMeta.BlockRef => ({ key: e.key, offset: e.offset, locator })))
-    const stored = yield* publishChunked(put.cas, put.settings, key, manifest, contentType, () => {
+    const manifest = yield* Effect.forEach(put.entries, (e) => Deferred.await(e.done))
+    const stored = yield* publishChunked(put.cas, put.settings, key, manifest, put.chunker.id, contentType, () => {
       put.owned = true
     }, put.repaired)
     return { ...stored, bytesWritten: put.newBytes, blocks: manifest.length } satisfies Published
@@ -139,19 +202,21 @@ const stop = (put: ChunkedPut) =>
     Effect.suspend(() => releaseUnowned(put.cas, "put", "put", put.held, put.owned))
   )
 
-/** Opens a chunked put with block sizes `sizes`; its scope's end stops the writers and releases unowned references. */
-export const stage = (cas: Cas, s: Settings, plan: CheckedPlan, sizes: Chunker.ChunkerOptions) =>
+/** Opens a chunked put with the chunker and block sizes of `layout`; its scope's end stops the writers and releases unowned references. */
+export const stage = (cas: Cas, s: Settings, plan: CheckedPlan, layout: Chunker.ChunkerOptions & { readonly chunker?: Chunker.ChunkerId | undefined }) =>
   Effect.gen(function*() {
-    const blockPool = new Lending.Pool(sizes.max, { keep: PARALLEL_BLOCKS + 2 })
+    const blocks = inFlight(layout.max)
+    const blockPool = new Lending.Pool(layout.max, { keep: blocks + 2 })
     const put: ChunkedPut = {
       cas,
       settings: s,
       algorithm: plan.algorithm,
-      chunker: new Chunker.Chunker(sizes, {
+      chunker: Chunker.unsafeMake(layout, {
         take: () => blockPool.take(),
         finish: (buffer, size) => blockPool.lend(buffer as Buffer, size)
-      }),
-      permits: yield* Effect.makeSemaphore(PARALLEL_BLOCKS),
+      }, { chunker: layout.chunker }),
+      permits: yield* Effect.makeSemaphore(blocks),
+      queue: yield* Queue.unbounded<Queued>(),
       running: new Set(),
       slots: new Map(),
       entries: [],
@@ -163,6 +228,8 @@ export const stage = (cas: Cas, s: Settings, plan: CheckedPlan, sizes: Chunker.C
       owned: false
     }
     yield* Effect.addFinalizer(() => stop(put))
+    const storing = yield* Effect.forkDaemon(batcher(put))
+    put.running.add(storing)
     return {
       sink: Sink.forEachChunk(consume(put)),
       publish: (key) => publish(put, key, plan.contentType)

@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
@@ -14,8 +15,10 @@ import * as BlobLocator from "../../src/core/BlobLocator.js"
 import * as Hashing from "../../src/core/Hashing.js"
 import type * as RangeSet from "../../src/core/RangeSet.js"
 import { BlobStore } from "../../src/ports/BlobStore.js"
+import { KeyValueStore } from "../../src/ports/KeyValueStore.js"
 import { MutableObjectStore } from "../../src/ports/ObjectStore.js"
 import * as CasBlobStore from "../../src/blobs/CasBlobStore.js"
+import * as Chunker from "../../src/blobs/Chunker.js"
 import { chunked, collect, concat, KiB, MiB, randomBytes, sameBytes } from "../../src/testing/bytes.js"
 import { kvEntries, memory, objectsUnder, smallBlocks, storedBytes } from "./fixtures.js"
 
@@ -101,8 +104,14 @@ describe("CasBlobStore chunked layout", () => {
       expect(sharedBlocks.length).toBeGreaterThan(5)
       expect([...records.values()].every((r) => r.refs === 1 || r.refs === 2)).toBe(true)
 
-      const manifestOfB = (yield* kvEntries(`blobs/${rb.key}`))[0]![1] as { blocks: ReadonlyArray<[number, string]> }
-      const blocksOfB = new Set(manifestOfB.blocks.map(([size, digest]) => `blocks/sha256:${digest}:${size}`))
+      const manifestOf = (key: typeof ra.key) =>
+        Effect.map(kvEntries(`blobs/${key}`), (entries) => (entries[0]![1] as { blocks: ReadonlyArray<[number, string]> }).blocks)
+      const blockNames = (blocks: ReadonlyArray<[number, string]>) => blocks.map(([size, digest]) => `blocks/sha256:${digest}:${size}`)
+      const blocksOfB = new Set(blockNames(yield* manifestOf(rb.key)))
+      // Bytes of A in blocks B has too: what storing A again must not write.
+      const manifestOfA = yield* manifestOf(ra.key)
+      const sharedOfA = manifestOfA.filter((_, i) => blocksOfB.has(blockNames(manifestOfA)[i]!)).reduce((n, [size]) => n + size, 0)
+      expect(sharedOfA).toBeGreaterThan(150 * KiB)
       yield* store.delete(ra.key)
       const afterDelete = yield* blockRecords
       // Exactly B's blocks remain (the shared ones among them), with one reference each, and their objects with them.
@@ -118,7 +127,7 @@ describe("CasBlobStore chunked layout", () => {
       // Storing A again references the surviving blocks instead of writing them.
       const before = yield* storedBytes()
       expect((yield* put(a)).deduplicated).toBe(false)
-      expect((yield* storedBytes()) - before).toBeLessThan(a.length - 250 * KiB)
+      expect((yield* storedBytes()) - before).toBe(a.length - sharedOfA)
 
       yield* store.delete(ra.key)
       yield* store.delete(rb.key)
@@ -172,14 +181,62 @@ describe("CasBlobStore chunked layout", () => {
     )
   })
 
+  it.live("blobs stored with the previous chunker (gear32) still read and verify after the switch to fastcdc2020", () =>
+    Effect.gen(function*() {
+      const sizes = { min: 4 * KiB, avg: 16 * KiB, max: 64 * KiB }
+      const kv = yield* KeyValueStore
+      const before = yield* CasBlobStore.make({ layout: CasBlobStore.chunked({ ...sizes, chunker: "gear32" }) })
+      const bytes = randomBytes(600 * KiB, 31)
+      const stored = yield* Stream.run(chunked(bytes, { max: 64 * KiB, seed: 2 }), before.put())
+      const recordKey = `blobs/${stored.key}`
+      const record = JSON.parse(new TextDecoder().decode(Option.getOrThrow(yield* kv.get(recordKey)))) as {
+        chunker?: string
+        blocks: ReadonlyArray<[number, string]>
+      }
+      // The blocks are gear32's, and the manifest says so.
+      expect(record.chunker).toBe("gear32")
+      const gear32 = Either.getOrThrow(Chunker.make(sizes, { chunker: "gear32" }))
+      const expected = [...gear32.push(bytes), gear32.flush()!].map((b) => b.length)
+      expect(record.blocks.map(([size]) => size)).toEqual(expected)
+      const fastcdc = Either.getOrThrow(Chunker.make(sizes))
+      expect([...fastcdc.push(bytes), fastcdc.flush()!].map((b) => b.length)).not.toEqual(expected)
+      // As the previous release wrote it: no chunker field.
+      delete record.chunker
+      yield* kv.put(recordKey, new TextEncoder().encode(JSON.stringify(record)))
+
+      const after = yield* CasBlobStore.make({ layout: CasBlobStore.chunked(sizes) })
+      expect(sameBytes(yield* collect(after.get(stored.key)), bytes)).toBe(true)
+      // A ranged read verifies each block it touches against its key.
+      expect(sameBytes(yield* collect(after.get(stored.key, { start: 100 * KiB, end: 400 * KiB })), bytes.subarray(100 * KiB, 400 * KiB)))
+        .toBe(true)
+      expect(Option.isSome(yield* after.stat(stored.key))).toBe(true)
+      // The same content put again is found stored; new content is cut by fastcdc2020 and recorded so.
+      expect((yield* Stream.run(chunked(bytes, { max: 64 * KiB }), after.put())).deduplicated).toBe(true)
+      const other = randomBytes(300 * KiB, 32)
+      const fresh = yield* Stream.run(chunked(other, { max: 64 * KiB }), after.put())
+      const freshRecord = JSON.parse(new TextDecoder().decode(Option.getOrThrow(yield* kv.get(`blobs/${fresh.key}`)))) as {
+        chunker?: string
+        blocks: ReadonlyArray<[number, string]>
+      }
+      expect(freshRecord.chunker).toBe("fastcdc2020")
+      const cut = Either.getOrThrow(Chunker.make(sizes))
+      expect(freshRecord.blocks.map(([size]) => size)).toEqual([...cut.push(other), cut.flush()!].map((b) => b.length))
+      // Both delete cleanly, the old blob's blocks included.
+      yield* after.delete(stored.key)
+      yield* after.delete(fresh.key)
+      expect(yield* kvEntries("")).toEqual([])
+      expect(yield* objectsUnder()).toEqual([])
+    }).pipe(Effect.provide(memory())))
+
   it("layout sizes: defaults, and missing bounds derived from avg", () => {
-    expect(CasBlobStore.chunked()).toEqual({ _tag: "Chunked", min: 256 * KiB, avg: MiB, max: 4 * MiB })
-    expect(CasBlobStore.chunked({ avg: 64 * KiB })).toEqual({ _tag: "Chunked", min: 16 * KiB, avg: 64 * KiB, max: 256 * KiB })
-    expect(CasBlobStore.chunked({ min: 8 * KiB, avg: 16 * KiB, max: 32 * KiB })).toEqual({
+    expect(CasBlobStore.chunked()).toEqual({ _tag: "Chunked", min: 128 * KiB, avg: 512 * KiB, max: 2 * MiB, chunker: "fastcdc2020" })
+    expect(CasBlobStore.chunked({ avg: 64 * KiB })).toEqual({ _tag: "Chunked", min: 16 * KiB, avg: 64 * KiB, max: 256 * KiB, chunker: "fastcdc2020" })
+    expect(CasBlobStore.chunked({ min: 8 * KiB, avg: 16 * KiB, max: 32 * KiB, chunker: "gear32" })).toEqual({
       _tag: "Chunked",
       min: 8 * KiB,
       avg: 16 * KiB,
-      max: 32 * KiB
+      max: 32 * KiB,
+      chunker: "gear32"
     })
   })
 

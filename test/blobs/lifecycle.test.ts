@@ -121,7 +121,10 @@ describe("CasBlobStore unfinished puts", () => {
       yield* interruptMidway(
         randomBytes(3 * MiB, 14),
         Effect.gen(function*() {
-          expect((yield* kvEntries("blocks/")).length).toBeGreaterThan(50)
+          // Blocks are hashed and stored in the background (in batches): wait until many are.
+          yield* kvEntries("blocks/").pipe(
+            Effect.repeat({ until: (entries) => entries.length > 50, schedule: Schedule.spaced("5 millis") })
+          )
           expect(filesUnder(Path.join(home, "blobs")).length).toBeGreaterThan(50)
         }).pipe(Effect.orDie)
       )
