@@ -2,8 +2,8 @@
  * Chunked put: the stream is cut into content-defined blocks (FastCDC 2020,
  * see Chunker). Each block is hashed and stored once under its own key (see
  * blocks). Blocks of a put are stored by background fibers while the input
- * keeps flowing; distinct new blocks are stored in batches with one KV commit
- * for their records. A put holds about IN_FLIGHT_BYTES of blocks in memory
+ * keeps flowing; distinct new blocks are taken up to BATCH at a time and
+ * stored concurrently, each by acquireBlock. A put holds about IN_FLIGHT_BYTES of blocks in memory
  * (at least PARALLEL_BLOCKS + 1 blocks). The blob record, published at the
  * end, holds the manifest and owns one reference per distinct block;
  * references taken by a put that fails, is interrupted or finds the blob
@@ -45,7 +45,7 @@ export const IN_FLIGHT_BYTES = 8 * 1024 * 1024
 /** Blocks in flight at the least, whatever their size. */
 export const PARALLEL_BLOCKS = 4
 
-/** Blocks stored together: new ones get their records in one KV commit (see acquireBlocks). */
+/** Blocks taken from the queue together and stored concurrently (see acquireBlocks). */
 export const BATCH = 8
 
 /** Blocks of at most `max` bytes a put holds in flight. */
